@@ -1183,9 +1183,12 @@ class Payment(Base):
     provider_customer: Mapped[str | None] = mapped_column(String(255))  # card on file
     refund_of_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
     note: Mapped[str] = mapped_column(Text, default="")  # as staff typed it or the code wrote it
-    # a refund sent through the provider: how often it was sent and what the last refusal said
+    # a refund sent through the provider: how often it was sent and what the provider last said
     refund_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # when the provider last left a refund's attempt unanswered (it may have made it: not
+    # handed back at the desk until the refund job has settled it); None once it answers
+    unanswered_at: Mapped[datetime | None]
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     paid_at: Mapped[datetime | None]

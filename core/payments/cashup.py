@@ -27,7 +27,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import local_days_bounds, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_time, to_major
-from core.payments.prepay import PAID_KINDS, REFUND_KINDS, refund_unsettled, refund_waits
+from core.payments.prepay import PAID_KINDS, REFUND_KINDS, refund_waits
 from core.payments.rules import latest_clinic_id, money_format
 from db.models import Appointment, Clinic, Patient, Payment
 
@@ -57,6 +57,7 @@ class Movement:
     refund_of: int | None
     note: str
     last_error: str
+    unanswered_at: datetime | None = None  # a card refund's last attempt had no answer
 
 
 def _due_at(p: Payment, end: datetime) -> bool:
@@ -168,6 +169,7 @@ def movements(
                 p.refund_of_id,
                 p.note,
                 p.last_error,
+                p.unanswered_at,
             )
         )
     # the refunds due after the day's money, each part in its clinic's order of time
@@ -275,7 +277,7 @@ def owed_back(
         money = ClinicFormat(m.fmt.timezone, m.fmt.locale, m.currency).money
         since = clinic_time(m.fmt, m.at, weekday=False)
         card = m.method == METHODS["stripe"]
-        unsettled = card and refund_unsettled(m.last_error)
+        unsettled = card and m.unanswered_at is not None  # cleared once the provider answers
         why = "" if not card else PROVIDER_REFUSED if m.last_error else ""
         why = PROVIDER_OFF if card and not why and not provider_online else why
         at_desk = not card or bool(why)

@@ -324,7 +324,7 @@ def mark_refunded(
         raise Conflict(f"Refund {ref} is {refund.status.replace('_', ' ')} already.")
     why = ""  # why a card refund through the provider is handed back at the desk instead
     if refund.method == "stripe":
-        if refund_unsettled(refund.last_error):
+        if refund_unsettled(refund):
             waits = refund_waits(refund.last_error, online=provider_online)
             raise ValidationError(f"Refund {ref} is not handed back at the desk yet: {waits}.")
         why = "provider refused" if refund.last_error else ""

@@ -172,12 +172,13 @@ class PaymentRow:
     note: str
     last_error: str = ""  # a card refund the provider refused (or left unanswered): its words
     handed_back: bool = False  # a refund made by staff at the desk, not sent by the provider
+    unanswered_at: datetime | None = None  # its last attempt had no answer (Payment's column)
 
     @property
     def unsettled(self) -> bool:
         """A card refund due whose last attempt had no answer: the provider may have made it,
         so it is not handed back at the desk (`refund_unsettled`)."""
-        return self.status == "refund due" and refund_unsettled(self.last_error)
+        return self.status == "refund due" and self.unanswered_at is not None
 
 
 def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
@@ -195,6 +196,7 @@ def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
             p.note,
             p.last_error,
             p.kind in REFUND_KINDS and p.recorded_by_user_id is not None,
+            p.unanswered_at,
         )
         for p in session.scalars(query)
     ]
@@ -920,23 +922,18 @@ REFUND_KINDS = ("refund", "fee_refund")  # a prepayment's refund, a fee's
 REFUND_KEY_KEPT = timedelta(hours=23)
 
 
-# the start of a card refund's last error when the provider did not answer its last attempt
-# (ProviderUnanswered: a timeout, a connection cut, the provider's own failure): it may have
-# made the refund, so the refund is not handed back at the desk until the refund job has asked
-# the provider and recorded it or had a plain answer (no column of its own: no migration)
-UNANSWERED_REFUND = "No answer, it may have been made: "
-
-
-def refund_unsettled(last_error: str | None) -> bool:
-    """Whether a card refund due with this last error may have been made by the provider (its
-    last attempt had no answer): not to be handed back at the desk, it waits for the job."""
-    return (last_error or "").startswith(UNANSWERED_REFUND)
+def refund_unsettled(refund: Payment) -> bool:
+    """Whether a card refund due may have been made by the provider: its last attempt had no
+    answer (ProviderUnanswered: a timeout, a connection cut, the provider's own failure), kept
+    as `unanswered_at` until the provider answers. It is not handed back at the desk until the
+    refund job has asked the provider and recorded it or had a plain answer."""
+    return refund.status == "refund_due" and refund.unanswered_at is not None
 
 
 def refund_waits(last_error: str, *, online: bool = True) -> str:
     """Why a card refund whose last attempt had no answer waits, and when it is looked at
-    again, in words for the desk (the provider's words in them)."""
-    said = last_error.removeprefix(UNANSWERED_REFUND).strip().rstrip(".")
+    again, in words for the desk (the provider's words in them, `last_error`)."""
+    said = last_error.strip().rstrip(".")
     when = (
         "the refund job's next run asks the provider"
         if online
@@ -969,8 +966,9 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
     long), so one due longer than REFUND_KEY_KEPT is first looked for among the refunds of the
     payment it gives back (by our refund's id, which each refund carries to the provider), and
     the one found is recorded instead of sending another. An attempt the provider did not
-    answer (`ProviderUnanswered`: a timeout after it may have made the refund) stays due
-    marked so (UNANSWERED_REFUND): not handed back at the desk, and looked for first on the
+    answer (`ProviderUnanswered`: a timeout after it may have made the refund) stays due with
+    the time in `unanswered_at` (cleared by the next answer, a refusal too) and the provider's
+    words as its last error: not handed back at the desk, and looked for first on the
     next run (the same key would do within the day; the look also finds one Stripe made though
     it failed on its side, whose key answers that failure again), then sent again if not
     found."""
@@ -1002,15 +1000,16 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
                     key=refund_key(refund, original),
                     payment_id=refund.id,
                     look_first=as_utc(refund.created_at) <= now - REFUND_KEY_KEPT
-                    or refund_unsettled(refund.last_error),
+                    or refund.unanswered_at is not None,
                 )
                 refund.status, refund.paid_at, refund.last_error = "refunded", utcnow(), ""
+                refund.unanswered_at = None
         except ProviderUnanswered as exc:  # it may have been made: settled by the next run
-            refund.last_error = f"{UNANSWERED_REFUND}{exc}"[:500]
+            refund.last_error, refund.unanswered_at = str(exc)[:500], utcnow()
             log.warning("refund P-%s not answered, may have been made: %s", refund.id, exc)
             continue
-        except DomainError as exc:
-            refund.last_error = str(exc)[:500]
+        except DomainError as exc:  # a plain answer: refused, so not made
+            refund.last_error, refund.unanswered_at = str(exc)[:500], None
             log.warning("refund P-%s not made: %s", refund.id, exc)
             continue
         made += 1

@@ -354,7 +354,6 @@ def test_a_card_refund_the_provider_may_have_made_waits_and_is_not_handed_back(
     patient refunded twice). It now says why it waits and when it is looked at again, and
     offers no button; the cash-up's list says so too."""
     from core.kernel.clock import local_today, utcnow
-    from core.payments import prepay
     from db.models import Appointment, Payment
 
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_clinicdesk")  # card payments on
@@ -372,8 +371,8 @@ def test_a_card_refund_the_provider_may_have_made_waits_and_is_not_handed_back(
         paid = Payment(kind="prepayment", status="paid", paid_at=utcnow(), **money)
         session.add(paid)
         session.flush()
-        error = prepay.UNANSWERED_REFUND + said
-        refund = Payment(kind="refund", status="refund_due", last_error=error, **money)
+        waits = {"last_error": said, "unanswered_at": utcnow()}  # as the refund job leaves it
+        refund = Payment(kind="refund", status="refund_due", **waits, **money)
         session.add(refund)
         session.flush()
         visit_id, due, zone = visit.id, refund.id, visit.clinic.timezone

@@ -26,7 +26,13 @@ from core.kernel.config import Settings, StripeSettings
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.kernel.money import format_day, format_moment
 from core.payments import cashup, desk, points, prepay, rules, webhooks
-from core.payments.providers import Checkout, DeskProvider, ProviderError, StripeProvider
+from core.payments.providers import (
+    Checkout,
+    DeskProvider,
+    ProviderError,
+    ProviderUnanswered,
+    StripeProvider,
+)
 from core.portal import home
 from core.requests import changes
 from core.scheduling import moves
@@ -1948,6 +1954,120 @@ def test_a_refund_that_never_reached_stripe_is_made_once_and_a_refusal_handed_ba
     ]
     with db.read() as s:
         assert (s.get(Payment, cut).status, s.get(Payment, cut).last_error) == ("refunded", "")
+
+
+class RefundAnswers(FakeCheckout):
+    """A card provider answering each refund sent with the next of `answers` (an exception is
+    raised), and keeping whether it was asked to look for the refund first."""
+
+    def __init__(self, *answers):
+        super().__init__()
+        self.answers, self.looked = list(answers), []
+
+    def refund(self, reference, amount_cents, *, currency, key, payment_id, look_first=False):
+        self.looked.append(look_first)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+# how the refund job marked an unanswered attempt in its last error before 0031
+OLD_MARK = "No answer, it may have been made: "
+TIMED_OUT = "Stripe did not answer the refund: Request to Stripe timed out."
+
+
+def test_a_refusal_worded_like_the_old_no_answer_mark_is_handed_back_at_the_desk(db, world):
+    """A provider refuses a refund in words that happen to begin as the refund job once marked
+    an attempt it had no answer to. It is a refusal all the same: shown as one, handed back at
+    the desk, listed so in the cash-up. Before, the words alone made it a refund the provider
+    may have made: the desk could not hand it back, and the job looked for it at every run."""
+    words = "No answer, it may have been made: the card was closed, nothing was refunded."
+    provider = RefundAnswers(ProviderError(words))
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.last_error) == ("refund_due", words)
+        rows = prepay.list_payments(s, world.staff, refund.appointment_id)
+        assert [r.unsettled for r in rows if r.id == refund_id] == [False]
+        (owed,) = cashup.owed_back(s, world.staff, local_today("Europe/London"))
+        assert (owed.payment_id, owed.at_desk, owed.why) == (
+            refund_id,
+            True,
+            cashup.PROVIDER_REFUSED,
+        )
+    with db.write() as s:
+        assert desk.mark_refunded(s, world.staff, refund_id, "Cash").status == "refunded"
+
+
+def test_an_unanswered_refund_keeps_when_apart_from_the_providers_words(db, world):
+    """No answer to a refund: when is kept in its own column (unanswered_at), the last error
+    holds the provider's words alone; the next run looks for it first, and a plain refusal
+    then clears the column, so it is handed back at the desk. Before, the last error began
+    with a mark of the job's own, read back for the refund's state."""
+    provider = RefundAnswers(
+        ProviderUnanswered(TIMED_OUT), ProviderError("Stripe did not make the refund: disputed")
+    )
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    before = utcnow()
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.last_error) == ("refund_due", TIMED_OUT)
+        assert before <= refund.unanswered_at <= utcnow()
+    with db.write() as s, pytest.raises(ValidationError, match=r"\(Stripe did not answer the "):
+        desk.mark_refunded(s, world.staff, refund_id, "Cash")
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    assert provider.looked == [False, True]  # looked for first after no answer
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.last_error, refund.unanswered_at) == (
+            "Stripe did not make the refund: disputed",
+            None,
+        )
+    with db.write() as s:
+        assert desk.mark_refunded(s, world.staff, refund_id, "Cash").status == "refunded"
+
+
+def test_the_migration_moves_the_no_answer_mark_into_its_column(db, world):
+    """0031: a refund whose last error began with the job's mark of an unanswered attempt gets
+    the column (the time of the migration: the payments keep no time of their last attempt)
+    and the provider's words alone; a refusal's words are left as they were. Going back writes
+    the mark in front of the words again and drops the column."""
+    unanswered, refused = _card_fees_given_back(db, world, ["pi_fee_1", "pi_gone"])
+    config = migrate.alembic_config(db.engine.url.render_as_string(hide_password=False))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0030")
+    table = Payment.__table__
+    marked = OLD_MARK + TIMED_OUT
+    with db.engine.begin() as connection:  # as the refund job wrote them before 0031
+        for payment_id, error in ((unanswered, marked), (refused, REFUSED)):
+            connection.execute(
+                table.update().where(table.c.id == payment_id).values(last_error=error)
+            )
+    before = utcnow()
+    migrate.upgrade(db.engine)
+    with db.read() as s:
+        moved, untouched = s.get(Payment, unanswered), s.get(Payment, refused)
+        assert moved.last_error == TIMED_OUT and before <= moved.unanswered_at <= utcnow()
+        assert (untouched.last_error, untouched.unanswered_at) == (REFUSED, None)
+        rows = prepay.list_payments(s, world.staff, moved.appointment_id)
+        assert [r.id for r in rows if r.unsettled] == [unanswered]
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0030")
+    with db.engine.connect() as connection:
+        errors = connection.execute(
+            sa_text("SELECT last_error FROM payments WHERE id IN (:a, :b) ORDER BY id"),
+            {"a": unanswered, "b": refused},
+        ).scalars()
+        assert list(errors) == [marked, REFUSED]
+    migrate.upgrade(db.engine)
 
 
 def test_a_visit_of_two_services_is_paid_when_both_are(db, world):
