@@ -43,6 +43,7 @@ from db.models import (
     OCCUPYING,
     Appointment,
     AppointmentService,
+    AuditEvent,
     CancellationPolicy,
     ChangeRequest,
     ChangeStatus,
@@ -881,16 +882,19 @@ def _waive(
     points_back: int | None = None,
 ) -> LedgerEntry:
     """Mark the entry waived (who, when, why) and give deducted points back: all of them, or
-    `points_back` when fewer were taken (a balance never goes below zero)."""
+    `points_back` when fewer were taken (a balance never goes below zero). On a record merged
+    into another, what one balance would have had of them goes on to the record kept
+    (`follow_merge`); the audit says what went on and what did not, and why."""
     entry.waived_at = utcnow()
     entry.waived_by_user_id = actor.user_id
     entry.waive_reason = reason
     given = 0
+    followed = None
     if entry.kind == LedgerKind.POINTS and entry.points:
         given = entry.points if points_back is None else max(0, min(points_back, entry.points))
         patient = balance.restore(session, entry.patient_id, given)
         if given and patient.merged_into_id is not None:
-            _follow_merge(session, patient, given)
+            followed = follow_merge(session, patient, given)
     audit.record(
         session,
         actor,
@@ -899,29 +903,127 @@ def _waive(
         entry.id,
         patient_id=entry.patient_id,
         reason=reason,
+        message=followed.words if followed else None,
         details={
             "kind": entry.kind.value,
             "amount_cents": entry.amount_cents,
             "points": entry.points,
             "points_given_back": given,
             "appointment_id": entry.appointment_id,
+            **(followed.details if followed else {}),
         },
     )
     return entry
 
 
-def _follow_merge(session: Session, duplicate: Patient, points: int) -> None:
-    """Points given back on a record merged into another (core.patients.merge) go on to the
-    record kept, as one entry on each side like the merge's own, so both ledgers add up."""
+@dataclass(frozen=True)
+class Followed:
+    """Points given back on a record merged into another: how many went on to the record kept
+    and how many did not (they came out of the duplicate's opening balance, which the merge
+    did not carry: one person opens one balance)."""
+
+    duplicate_id: int
+    kept_id: int
+    given: int
+    forwarded: int
+    not_carried: int
+
+    @property
+    def details(self) -> dict[str, int]:
+        """The audit's record of it, beside the points given back."""
+        return {
+            "forwarded_to": self.kept_id,
+            "points_forwarded": self.forwarded,
+            "points_not_carried": self.not_carried,
+        }
+
+    @property
+    def words(self) -> str:
+        """The desk's sentence: where the points given back went, and why not all of them."""
+        head = f"#{self.duplicate_id} was merged into #{self.kept_id}: "
+        why = (
+            f"came out of #{self.duplicate_id}'s opening balance, which the merge did not carry "
+            "(one person opens one balance)"
+        )
+        given = _count(self.given, "point")
+        if not self.not_carried:
+            return f"{head}the {given} {_go(self.given)} on to it."
+        if not self.forwarded:
+            return f"{head}the {given} {why}, so #{self.kept_id} gets none of them."
+        return (
+            f"{head}{self.forwarded} of the {given} {_go(self.forwarded)} on to it; the other "
+            f"{self.not_carried} {why}, so they are not added."
+        )
+
+
+def _go(count: int) -> str:
+    return "goes" if count == 1 else "go"
+
+
+def follow_merge(session: Session, duplicate: Patient, points: int) -> Followed:
+    """`points` given back on a record merged into another (core.patients.merge) go on to the
+    record kept as far as one balance would have had them. The merge carried only what the
+    duplicate held beyond its opening and closed the rest of its opening (one person opens one
+    balance), so what is left of its opening entries is what it had used of its opening (spent
+    or lost beyond what it earned), none of it carried; points given back fill that first, and
+    only what raises the duplicate above it goes on (what the merge carried already is above
+    its opening: it is not counted again). Opened 100,
+    earned 50, 40 deducted: 10 moved, the 40 given back go on (150 kept, as one balance);
+    opened 100, 40 deducted: none moved, none go on (100 kept, not 140). What goes on moves
+    as one entry on each side, like the merge's own; what does not is taken off the
+    duplicate's opening again, as the merge took the rest, so its balance ends where it was
+    and both ledgers add up. The caller holds the duplicate's row (core.policy.balance) with
+    the points already back on it."""
     kept_id = duplicate.merged_into_id
-    balance.transfer(
-        session,
-        duplicate.id,
-        kept_id,
-        points,
-        out_note=f"Merged into #{kept_id}",
-        in_note=f"Merged from #{duplicate.id}",
+    # what the duplicate still counts of its opening (the merge closed the rest), never < 0
+    opening = max(0, _opening_points(session, duplicate.id))
+    forwarded = max(0, min(points, duplicate.points_balance - opening))
+    not_carried = points - forwarded
+    if not_carried:
+        balance.post(
+            session,
+            duplicate.id,
+            LedgerKind.POINTS_OPENING,
+            -not_carried,
+            note=f"Given back out of its opening, not carried into #{kept_id}: one person "
+            "opens one balance",
+        )
+    if forwarded:
+        balance.transfer(
+            session,
+            duplicate.id,
+            kept_id,
+            forwarded,
+            out_note=f"Merged into #{kept_id}",
+            in_note=f"Merged from #{duplicate.id}",
+        )
+    return Followed(duplicate.id, kept_id, points, forwarded, not_carried)
+
+
+def _opening_points(session: Session, patient_id: int) -> int:
+    """The patient's opening entries added up (core.payments.points.opening_points, which sits
+    above this package)."""
+    query = select(func.sum(LedgerEntry.points)).where(
+        LedgerEntry.patient_id == patient_id, LedgerEntry.kind == LedgerKind.POINTS_OPENING
     )
+    return session.scalar(query) or 0
+
+
+def given_back_words(session: Session, ledger_entry_id: int) -> str:
+    """What the waiver of the entry did with points given back on a merged record, in the
+    desk's words (`Followed.words`, kept as its audit event's message); '' when the record was
+    not merged or nothing was given back."""
+    event = session.scalar(
+        select(AuditEvent)
+        .where(
+            AuditEvent.action == "fee_waived",
+            AuditEvent.entity == "ledger_entry",
+            AuditEvent.entity_id == ledger_entry_id,
+        )
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    return (event.message or "") if event is not None else ""
 
 
 def no_show_charges(

@@ -18,7 +18,9 @@ from core.kernel import audit
 from core.kernel.clock import local_to_utc
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.kernel.money import clinic_time
+from core.patients import merge
 from core.payments import points
+from core.policy import balance
 from core.policy import cancellation as policy
 from core.practice import treatment
 from core.scheduling import moves, visits
@@ -42,6 +44,7 @@ from db.models import (
     Service,
 )
 from db.types import utcnow
+from tests.factories import make_patient
 
 ZONES = [
     "Europe/London",
@@ -829,3 +832,128 @@ def test_a_fixed_fee_is_still_told_as_its_amount(db, world):
             )
         )
     assert "A late-cancellation fee of £25.00 applies." in body
+
+
+# ---------------------------------------------------------------- points given back after a merge
+
+
+def _merged_with_deductions(db, world, earned: int, deducted: list[int]) -> tuple[int, list[int]]:
+    """A second record of the kept patient (opened with 100 points like every new record),
+    `earned` points added on it, then a no-show's points deducted for each of `deducted`, and
+    merged into the kept record (core.patients.merge: only what it holds beyond its opening
+    moves). Returns the duplicate and its deductions."""
+    with db.write() as s:
+        duplicate = make_patient(s, email="alex.copy@example.net", phone=None).id
+        if earned:
+            points.adjust_points(s, world.manager, duplicate, earned, "Survey on paper")
+        deductions = []
+        for n, taken in enumerate(deducted):
+            visit = booked(s, world, T0 - timedelta(days=n + 1), patient_id=duplicate)
+            visit.status = AppointmentStatus.NO_SHOW
+            entry = balance.deduct(s, duplicate, taken, appointment_id=visit.id, policy_id=None)
+            s.flush()
+            deductions.append(entry.id)
+    with db.write() as s:
+        merge.merge_patients(s, world.manager, world.patient_id, duplicate, "Same person")
+    return duplicate, deductions
+
+
+def _adds_up(s, patient_id: int) -> tuple[int, int]:
+    entries = s.scalars(select(LedgerEntry).where(LedgerEntry.patient_id == patient_id))
+    return s.get(Patient, patient_id).points_balance, sum(balance.delta(e) for e in entries)
+
+
+@pytest.mark.parametrize(
+    ("earned", "forwarded", "kept"),
+    [
+        # 40 deducted out of the opening alone: one balance (100 opened) ends at 100 again
+        (0, 0, 100),
+        # 20 of the 40 out of what was earned, 20 out of the opening: one balance ends at 120
+        (20, 20, 120),
+        # 877416d's figures: 100 opened, 50 earned, 40 deducted, 10 moved by the merge; the 40
+        # came out of what was earned, so all go on: 100 + 50 - 40 + 40 = 150, as one balance
+        (50, 40, 150),
+    ],
+)
+def test_points_given_back_after_a_merge_reach_the_kept_record_as_one_balance_would(
+    db, world, earned, forwarded, kept
+):
+    """A deduction waived on a merged record gives its points back there and on to the record
+    kept, but only what raises the duplicate above its opening balance (which the merge did
+    not carry: one person opens one balance); the rest closes its opening again, so it ends
+    at 0 and both ledgers add up. Before, all 40 went on: 140 with nothing earned."""
+    duplicate, (deduction,) = _merged_with_deductions(db, world, earned, [40])
+    with db.write() as s:
+        policy.waive_fee(s, world.manager, deduction, "Phoned ahead")
+    with db.read() as s:
+        assert _adds_up(s, world.patient_id) == (kept, kept)
+        assert _adds_up(s, duplicate) == (0, 0)
+        gone = points.points_history(s, world.manager, duplicate)
+        event = audit.history_of(s, "ledger_entry", deduction)[-1]
+        said = policy.given_back_words(s, deduction)
+    kept_id = world.patient_id
+    assert event.action == "fee_waived" and event.details["points_given_back"] == 40
+    assert (
+        event.details["forwarded_to"],
+        event.details["points_forwarded"],
+        event.details["points_not_carried"],
+    ) == (kept_id, forwarded, 40 - forwarded)
+    assert said == event.message
+    if forwarded == 40:
+        assert said == f"#{duplicate} was merged into #{kept_id}: the 40 points go on to it."
+    elif forwarded:
+        assert said == (
+            f"#{duplicate} was merged into #{kept_id}: {forwarded} of the 40 points go on to it; "
+            f"the other {40 - forwarded} came out of #{duplicate}'s opening balance, which the "
+            "merge did not carry (one person opens one balance), so they are not added."
+        )
+    else:
+        assert said == (
+            f"#{duplicate} was merged into #{kept_id}: the 40 points came out of #{duplicate}'s "
+            "opening balance, which the merge did not carry (one person opens one balance), so "
+            f"#{kept_id} gets none of them."
+        )
+    # the duplicate's history says where each part went, newest first
+    closed = f"Given back out of its opening, not carried into #{kept_id}: one person opens one"
+    said_there = ([(-forwarded, f"Merged into #{kept_id}")] if forwarded else []) + (
+        [(forwarded - 40, f"{closed} balance")] if forwarded < 40 else []
+    )
+    assert [(r.points, r.note) for r in gone[: len(said_there)]] == said_there
+
+
+def test_each_waiver_after_a_merge_forwards_only_what_one_balance_would_have(db, world):
+    """100 opened, 30 earned, then 40 and 90 deducted (the balance at 0: nothing moved with the
+    merge). The first waiver's 40 come out of the opening: nothing goes on. The second's 90
+    raise the duplicate 30 above what is left of its opening: 30 go on. One balance would be
+    at 130 (100 + 30); before, the kept record reached 230."""
+    duplicate, (first, second) = _merged_with_deductions(db, world, 30, [40, 90])
+    with db.read() as s:
+        assert _adds_up(s, world.patient_id) == (100, 100)
+    with db.write() as s:
+        policy.waive_fee(s, world.manager, first, "Phoned ahead")
+    with db.read() as s:
+        assert _adds_up(s, world.patient_id) == (100, 100)
+        assert _adds_up(s, duplicate) == (0, 0)
+    with db.write() as s:
+        policy.waive_fee(s, world.manager, second, "Snow")
+    with db.read() as s:
+        assert _adds_up(s, world.patient_id) == (130, 130)
+        assert _adds_up(s, duplicate) == (0, 0)
+        assert points.opening_points(s, duplicate) == 0  # its whole opening closed, none moved
+        details = [audit.history_of(s, "ledger_entry", e)[-1].details for e in (first, second)]
+    assert [(d["points_forwarded"], d["points_not_carried"]) for d in details] == [
+        (0, 40),
+        (30, 60),
+    ]
+
+
+def test_a_waiver_on_a_record_never_merged_forwards_nothing_and_says_nothing(db, world):
+    with db.write() as s:
+        visit = booked(s, world, T0 - timedelta(days=1))
+        entry = balance.deduct(s, world.patient_id, 40, appointment_id=visit.id, policy_id=None)
+        s.flush()
+        policy.waive_fee(s, world.manager, entry.id, "Phoned ahead")
+        event = audit.history_of(s, "ledger_entry", entry.id)[-1]
+        assert s.get(Patient, world.patient_id).points_balance == 100
+        assert policy.given_back_words(s, entry.id) == "" and event.message is None
+        assert "forwarded_to" not in event.details
