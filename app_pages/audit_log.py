@@ -84,8 +84,8 @@ with st.form("audit_filters"):
         format_func=lambda a: audit.action_words(a) if a else "Any action",
     )
     patient = c3.text_input("Patient", key="audit_patient", placeholder="Name or #number")
-    appointment = c4.number_input(
-        "Appointment #", min_value=0, step=1, value=0, key="audit_appointment"
+    appointment = c4.number_input(  # empty: any (0 read as a number it is not)
+        "Appointment #", min_value=1, step=1, value=None, placeholder="Any", key="audit_appointment"
     )
     today = to_local(utcnow(), practice.timezone).date()
     days = c5.date_input(

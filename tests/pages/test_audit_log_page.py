@@ -108,10 +108,11 @@ def test_filters_by_appointment_and_by_patient_name_and_a_name_without_letters_i
     )
     write_events(app_db, 1, action="update", entity="appointment", entity_id=58, patient_id=2)
     at = app_as("owner", "app_pages/audit_log.py")
+    assert at.number_input(key="audit_appointment").value is None  # any, not "0"
     at.number_input(key="audit_appointment").set_value(57)
     at.button(key=APPLY).click().run()
     assert set(at.dataframe[0].value.Record) == {"Appointment #57"}
-    at.number_input(key="audit_appointment").set_value(0)
+    at.number_input(key="audit_appointment").set_value(None)
     at.text_input(key="audit_patient").input(name.split()[-1].lower())
     at.button(key=APPLY).click().run()
     assert f"{name} (#1)" in set(at.dataframe[0].value.Patient)
