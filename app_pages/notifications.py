@@ -17,22 +17,38 @@ STATUSES = ["", "queued", "sent", "failed"]
 
 
 @cached("outbox", ttl=10, max_entries=20)
-def _outbox(current, status, page):
-    return read(notify.list_outbox, current, status or None, page), read(
-        notify.outbox_counts, current
-    )
+def _outbox(current, status, template, search, page):
+    rows = read(notify.list_outbox, current, status or None, page, template=template, search=search)
+    return rows, read(notify.outbox_counts, current, template=template, search=search)
+
+
+def _template_words(key: str) -> str:
+    return f"{notify.template_title(key)} — {notify.TEMPLATES[key].description}"
 
 
 st.title("Notifications")
 me = actor()
-status = st.segmented_control(
-    "Status",
-    STATUSES,
-    default="",
-    key="notifications_status",
-    format_func=lambda s: s.capitalize() or "All",
-)
-rows, counts = _outbox(me, status, 0)
+with st.form("notifications_filters"):
+    a, b, c = st.columns([1, 2, 2])
+    status = a.selectbox(
+        "Status",
+        STATUSES,
+        key="notifications_status",
+        format_func=lambda s: s.capitalize() or "All",
+    )
+    template = b.selectbox(
+        "Template",
+        [None, *notify.TEMPLATES],
+        key="notifications_template_filter",
+        format_func=lambda k: _template_words(k) if k else "All templates",
+    )
+    search = c.text_input(
+        "Search", placeholder="Patient's name, email or number", key="notifications_search"
+    )
+    if st.form_submit_button("Apply"):
+        st.session_state["notifications_page"] = 0
+page = st.session_state.get("notifications_page", 0)
+rows, counts = _outbox(me, status, template, search, page)
 practice = display_format()  # the practice's locale and local time, never UTC
 c1, c2, c3 = st.columns(3)
 c1.metric("Queued", practice.number(counts["queued"]))
@@ -44,11 +60,12 @@ frame = pd.DataFrame(
         {
             "#": r.id,
             "Created": when(r.created_at),
-            "Channel": r.channel,
+            "Channel": notify.channel_title(r.channel),
             "To": r.to_address,
-            "Template": r.template,
+            "Patient": r.patient,
+            "Template": notify.template_title(r.template),
             "Subject": r.subject,
-            "Status": r.status,
+            "Status": r.status.capitalize(),
             "Attempts": r.attempts,
             "Last error": r.last_error,
             "Next attempt": when(r.next_attempt_at),
@@ -57,7 +74,24 @@ frame = pd.DataFrame(
         for r in rows
     ]
 )
-show_table(frame, hide_index=True, width="stretch")
+show_table(frame, hide_index=True, width="stretch")  # typed text as plain cells
+prev, info, nxt = st.columns([1, 3, 1])
+if prev.button("Previous", disabled=page == 0, key="notifications_prev"):
+    st.session_state["notifications_page"] = page - 1
+    st.rerun()
+# the whole list under the filters: the one status chosen, else every status's count
+total = counts[status] if status else sum(counts.values())
+pages = max(1, -(-total // notify.OUTBOX_PAGE))
+first = page * notify.OUTBOX_PAGE
+shown = (
+    f"messages {practice.number(first + 1)}–{practice.number(first + len(rows))}"
+    if rows
+    else "none"
+)
+info.caption(f"Page {page + 1} of {practice.number(pages)} · {shown} of {practice.number(total)}")
+if nxt.button("Next", disabled=page + 1 >= pages, key="notifications_next"):
+    st.session_state["notifications_page"] = page + 1
+    st.rerun()
 
 if me.can(Permission.NOTIFICATIONS_MANAGE):
     left, right = st.columns(2)
@@ -72,7 +106,7 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
         else:
 
             def said(r) -> str:
-                return f"#{r.id} {r.channel} to {r.to_address}: {r.subject}"
+                return f"#{r.id} {notify.channel_title(r.channel)} to {r.to_address}: {r.subject}"
 
             if gone := gone_choice("notifications_retry_pick", retryable, said):
                 st.warning(  # sent meanwhile: the box falls back to the first message
@@ -101,7 +135,7 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
             "Template",
             list(notify.TEMPLATES),
             key="notifications_template",
-            format_func=lambda k: f"{k} — {notify.TEMPLATES[k].description}",
+            format_func=_template_words,
         )
         current, sent = read(notify.template_to_edit, key)  # one session, one read of the row
         edited = current != notify.TEMPLATES[key]

@@ -45,6 +45,7 @@ place of a message, are sent as they are (the template's and the values' letters
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import string
@@ -53,7 +54,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from sqlalchemy import func, or_, select, update
+import phonenumbers
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,7 +64,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_format, clinic_time, format_money
-from core.kernel.text import clean
+from core.kernel.text import clean, plain_words
 from core.messaging import attachments, delivery, recipients, sms_parts, visit_calendar
 from core.messaging.delivery import MAX_ATTEMPTS
 from core.messaging.recipients import channels_for
@@ -91,6 +93,8 @@ class Template:
     # around the clinic, the time and the link, it is sent where `sms` would leave the names too
     # little room (render_sms); "" = `sms` always
     sms_short: str = ""
+    # its name on the screen where the key read as words reads badly ("" = the key's words)
+    title: str = ""
 
 
 _SIGN = "\n\n{clinic_name}\n{clinic_phone}"
@@ -163,6 +167,7 @@ TEMPLATES: dict[str, Template] = {
         "Dear {patient_name},\n\nWe missed you at your appointment for {service_name} on "
         "{when}. Please contact us to book a new time.{fee}{message}" + _SIGN,
         "An appointment was recorded as a no-show.",
+        title="Appointment no-show",
     ),
     "appointment_no_show_withdrawn": Template(
         "Please disregard our message: you were not a no-show on {when}",
@@ -172,6 +177,7 @@ TEMPLATES: dict[str, Template] = {
         "A no-show recorded by mistake was undone (only to a patient told of the no-show).",
         "{clinic_name}: sorry, our message that you missed {service_name} on {when} was a "
         "mistake; please disregard it.{fee}{message}",
+        title="No-show withdrawn",
     ),
     "change_request_denied": Template(
         "About your request to change your appointment",
@@ -278,6 +284,7 @@ TEMPLATES: dict[str, Template] = {
         "A one-time portal sign-in link the patient asked for.",
         "{clinic_name}: the patient portal sign-in link for {patient_name} (works once, "
         "expires in {minutes} minutes): {link}\nIf you did not ask for it, ignore this message.",
+        title="Portal sign-in link",
     ),
     "payment_receipt": Template(
         "Your receipt from {clinic_name}",
@@ -329,6 +336,7 @@ TEMPLATES: dict[str, Template] = {
         "another time frees up." + _SIGN,
         "Tells a waitlisted patient that the time offered was booked (by another patient who "
         "accepted first, or at the desk).",
+        title="Waitlist offer taken",
     ),
     "waitlist_withdrawn": Template(
         "The time on {when} is no longer available",
@@ -337,6 +345,7 @@ TEMPLATES: dict[str, Template] = {
         "waitlist; we will write again when another time frees up." + _SIGN,
         "Tells a waitlisted patient that the time offered left the schedule before they "
         "answered (time off or an out-of-office block added, working hours changed).",
+        title="Waitlist offer withdrawn",
     ),
 }
 
@@ -1140,6 +1149,9 @@ def fit_text(text: str, most: int = sms_parts.MAX_PARTS) -> str:
 # ---------------------------------------------------------------- outbox screen
 
 
+OUTBOX_PAGE = 100  # messages on a page of the outbox screen
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     id: int
@@ -1154,16 +1166,94 @@ class OutboxRow:
     next_attempt_at: datetime | None
     sent_at: datetime | None
     retryable: bool = False  # not sent, and not stopped on purpose (retry would refuse it)
+    patient: str = ""  # the patient's name as it is now; "" for the clinic's own messages
+
+
+def template_title(key: str) -> str:
+    """A template's name in words ("Request received"), for the screen: its `title`, else its
+    key read as words; a key no longer built in (an old message's) reads the same way."""
+    known = TEMPLATES.get(key)
+    return (known.title if known else "") or key.replace("_", " ").capitalize()
+
+
+def channel_title(channel: str) -> str:
+    """A channel as the screen names it: "Email", "Text message"."""
+    return CHANNEL_WORDS[Channel(channel)].capitalize()
+
+
+_NUMBER_SHAPED = re.compile(r"[\d\s+\-().]*\d[\d\s+\-().]*")
+
+
+def _dialled(typed: str) -> str | None:
+    """The digits of a typed phone number that every form on file holds (07700 900123 and
+    +44 7700 900123: 7700900123; at most the last nine), as core.patients.search.dialled
+    reads a number for the patient search; None for a word, or fewer than three digits."""
+    digits = re.sub(r"\D", "", typed)
+    if not _NUMBER_SHAPED.fullmatch(typed) or len(digits) < 3:
+        return None
+    if typed.startswith("+") or digits.startswith("00"):
+        with contextlib.suppress(phonenumbers.NumberParseException):
+            digits = str(phonenumbers.parse("+" + digits.removeprefix("00")).national_number)
+    bare = digits.lstrip("0")
+    return (bare if len(bare) >= 3 else digits)[-9:]
+
+
+def _bare(column):
+    """A stored number's digits (the separators people type removed)."""
+    for char in (" ", "-", "(", ")", ".", "+"):
+        column = func.replace(column, char, "")
+    return column
+
+
+def _outbox_where(template: str | None, search: str) -> list:
+    """The outbox screen's filters but status: one template, and a search typed, taken
+    literally (a % or _ is that character). A patient's messages are found by their record:
+    each word in their names or email (Patient.search_text, as the patient search reads it),
+    or a number, however typed, in their phone; then through ix_notifications_patient_id, so
+    the search reads the patients and the messages found, never every message (one to an
+    address they no longer have is found by their name). The clinic's own messages (no
+    patient) by the address they went to: the index's range of no patient, then their rows."""
+    conditions = []
+    if template:
+        conditions.append(Notification.template == template)
+    typed = search.strip()
+    if typed:
+        people, clinic = [], [Notification.to_address.icontains(typed, autoescape=True)]
+        if words := plain_words(typed):
+            people.append(and_(*(Patient.search_text.contains(w, autoescape=True) for w in words)))
+        if digits := _dialled(typed):  # a number, however it was stored and is typed
+            people.append(_bare(Patient.phone).contains(digits, autoescape=True))
+            clinic.append(_bare(Notification.to_address).contains(digits, autoescape=True))
+        found = [and_(Notification.patient_id.is_(None), or_(*clinic))]
+        if people:
+            patients = select(Patient.id).where(or_(*people))
+            found.append(Notification.patient_id.in_(patients))
+        conditions.append(or_(*found))
+    return conditions
 
 
 def list_outbox(
-    session: Session, actor: Actor, status: str | None = None, page: int = 0, page_size: int = 100
+    session: Session,
+    actor: Actor,
+    status: str | None = None,
+    page: int = 0,
+    page_size: int = OUTBOX_PAGE,
+    *,
+    template: str | None = None,
+    search: str = "",
 ) -> list[OutboxRow]:
+    """One page of the outbox, newest first, under the screen's filters (`outbox_counts`
+    counts the same messages by status)."""
     ensure(actor, Permission.NOTIFICATIONS_READ)
-    query = select(Notification).order_by(Notification.id.desc())
+    query = (
+        select(Notification, Patient.first_name, Patient.last_name)
+        .outerjoin(Patient, Patient.id == Notification.patient_id)
+        .where(*_outbox_where(template, search))
+        .order_by(Notification.id.desc())
+    )
     if status:
         query = query.where(Notification.status == status)
-    rows = session.scalars(query.limit(page_size).offset(page * page_size))
+    rows = session.execute(query.limit(page_size).offset(max(0, page) * page_size))
     return [
         OutboxRow(
             n.id,
@@ -1182,15 +1272,21 @@ def list_outbox(
             else n.next_attempt_at,
             n.sent_at,
             n.status != DeliveryStatus.SENT and not stopped_for_good(n),
+            f"{first} {last}" if first is not None else "",
         )
-        for n in rows
+        for n, first, last in rows
     ]
 
 
-def outbox_counts(session: Session, actor: Actor) -> dict[str, int]:
+def outbox_counts(
+    session: Session, actor: Actor, *, template: str | None = None, search: str = ""
+) -> dict[str, int]:
+    """How many messages each status has under the screen's other filters."""
     ensure(actor, Permission.NOTIFICATIONS_READ)
     rows = session.execute(
-        select(Notification.status, func.count()).group_by(Notification.status)
+        select(Notification.status, func.count())
+        .where(*_outbox_where(template, search))
+        .group_by(Notification.status)
     ).all()
     counts = {s.value: 0 for s in DeliveryStatus}
     counts.update({status.value: n for status, n in rows})

@@ -27,6 +27,7 @@ from db.models import (
     AppointmentKind,
     AppointmentStatus,
     ChangeRequest,
+    Channel,
     Clinic,
     DeliveryStatus,
     DocumentKind,
@@ -457,3 +458,82 @@ def test_a_reply_marked_handled_elsewhere_is_refused_saying_by_whom(app_as, app_
     assert "already marked handled by Max Manager at" in said, said
     assert "Your note was not saved" in said
     assert at.text_input(key="text_replies_note").value == "Rang back"  # kept
+
+
+def test_the_outbox_pages_and_finds_a_patients_old_reminder_in_words(app_as, app_db):
+    """'Did Mrs Evans get her reminder?': it is older than the latest 100 messages, so Next
+    reaches it (the caption counts the whole list under the filters, Next off on the last
+    page), the search finds it by her name and by the number it went to, the template filter
+    lists it, and the table names the template, channel and status in words, her typed name
+    and address as plain cells."""
+    database = _db(app_db)
+    with database.write() as session:
+        evans = Patient(first_name="Margaret", last_name="*Evans*", phone="07700 900123")
+        session.add(evans)
+        session.flush()
+        reminder = Notification(
+            patient_id=evans.id,
+            channel=Channel.SMS,
+            template="appointment_reminder",
+            to_address="07700 900123",
+            subject="Your visit",
+            body="Body",
+            status=DeliveryStatus.SENT,
+        )
+        session.add(reminder)
+        session.flush()
+        session.add_all(
+            Notification(
+                channel=Channel.EMAIL,
+                template="clinic_event",
+                to_address="inbox@example.org",
+                subject="Event",
+                body="Body",
+            )
+            for _ in range(120)
+        )
+        session.flush()
+        reminder_id = reminder.id
+        total = session.scalar(select(func.count()).select_from(Notification))
+    database.dispose()
+    at = app_as("manager", "app_pages/notifications.py")
+    assert not at.exception, at.exception
+    pages = -(-total // notify.OUTBOX_PAGE)
+    captions = [c.value for c in at.caption]
+    assert f"Page 1 of {pages} · messages 1–100 of {total:,}" in captions, captions
+    assert reminder_id not in set(at.dataframe[0].value["#"])
+    for _ in range(pages - 1):
+        at.button(key="notifications_next").click().run()
+    assert at.button(key="notifications_next").disabled
+    assert reminder_id in set(at.dataframe[0].value["#"])
+
+    def listed() -> dict:
+        table = at.dataframe[0].value
+        return {row["#"]: row for _, row in table.iterrows()}
+
+    for typed in ("margaret evans", "+44 7700 900123"):
+        at.text_input(key="notifications_search").input(typed)
+        at.button(key="FormSubmitter:notifications_filters-Apply").click().run()
+        assert list(listed()) == [reminder_id], typed
+        assert "Page 1 of 1 · messages 1–1 of 1" in [c.value for c in at.caption]
+    row = listed()[reminder_id]
+    assert (row["Template"], row["Channel"], row["Status"]) == (
+        "Appointment reminder",
+        "Text message",
+        "Sent",
+    )
+    assert (row["Patient"], row["To"]) == ("Margaret *Evans*", "07700 900123")  # as typed
+    assert "*Evans*" not in " ".join(m.value for m in at.markdown)  # a cell, not markdown
+    at.text_input(key="notifications_search").input("")
+    pick = at.selectbox(key="notifications_template_filter")
+    assert "Appointment reminder — A reminder before the appointment" in " ".join(pick.options)
+    pick.select("appointment_reminder")
+    at.button(key="FormSubmitter:notifications_filters-Apply").click().run()
+    assert reminder_id in listed() and {r["Template"] for r in listed().values()} == {
+        "Appointment reminder"
+    }
+    templates = at.selectbox(key="notifications_template")
+    assert (
+        templates.options[0]
+        == f"Request received — {notify.TEMPLATES['request_received'].description}"
+    )

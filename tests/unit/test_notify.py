@@ -390,6 +390,112 @@ def test_outbox_listing_and_counts(db, world):
         assert notify.outbox_counts(session, world.staff)["queued"] == 2
 
 
+def _outbox_of(db) -> tuple[int, int, dict[str, int]]:
+    """Mrs Evans's text reminder, the oldest message, then 150 newer ones to another patient,
+    three of the clinic's to addresses with a % or _ (or not), and Mrs Evans's survey to the
+    address she had then; returns her id, the reminder's id and the others' ids."""
+    with db.write() as session:
+        evans = Patient(
+            first_name="Margaret",
+            last_name="Évans",
+            email="m.evans@example.org",
+            phone="+44 7700 900123",
+        )
+        shah = Patient(first_name="Priya", last_name="Shah", email="priya@example.org")
+        session.add_all([evans, shah])
+        session.flush()
+
+        def message(patient, template, to, channel=Channel.EMAIL, **kw) -> Notification:
+            row = Notification(
+                patient_id=patient.id if patient else None,
+                channel=channel,
+                template=template,
+                to_address=to,
+                subject="Subject",
+                body="Body",
+                **kw,
+            )
+            session.add(row)
+            return row
+
+        reminder = message(evans, "appointment_reminder", "+447700900123", Channel.SMS)
+        session.flush()
+        for _ in range(150):
+            message(shah, "appointment_scheduled", "priya@example.org")
+        ids = {
+            to: message(None, "clinic_event", to)
+            for to in ("100%off@example.org", "100xoff@example.org", "a_b@example.org")
+        }
+        old = message(evans, "feedback_request", "old.address@example.org")
+        ids["07700 900 123"] = message(evans, "appointment_cancelled", "07700 900 123", Channel.SMS)
+        session.flush()
+        return evans.id, reminder.id, {"old": old.id} | {to: r.id for to, r in ids.items()}
+
+
+def test_the_outbox_pages_back_to_a_message_older_than_the_latest_100(db, world):
+    _, reminder, _ = _outbox_of(db)
+    with db.read() as session:
+        first = notify.list_outbox(session, world.manager)
+        assert len(first) == notify.OUTBOX_PAGE and reminder not in {r.id for r in first}
+        total = sum(notify.outbox_counts(session, world.manager).values())
+        last = -(-total // notify.OUTBOX_PAGE) - 1
+        older = notify.list_outbox(session, world.manager, page=last)
+    assert older[-1].id == reminder and older[-1].patient == "Margaret Évans"
+
+
+def test_the_outbox_finds_a_patients_messages_by_name_and_by_address(db, world):
+    _, reminder, ids = _outbox_of(db)
+    with db.read() as session:
+
+        def found(search: str) -> list[int]:
+            rows = notify.list_outbox(session, world.manager, search=search)
+            counts = notify.outbox_counts(session, world.manager, search=search)
+            assert sum(counts.values()) == len(rows)  # the count under the same filters
+            return [r.id for r in rows]
+
+        # by her name, however typed (accents and case aside), older than the latest 100
+        hers = [ids["07700 900 123"], ids["old"], reminder]
+        assert found("evans") == found("MARGARET EVANS") == found("Évans") == hers
+        # by her email, or a number typed as her record holds it or not, whatever the
+        # address each message went to then (an old one's too: her messages go by her record)
+        assert found("m.evans@example.org") == hers
+        for typed in ("07700 900123", "+44 7700 900123", "7700900123", "900123"):
+            assert found(typed) == hers, typed
+        # the clinic's own messages (no patient) by the address they went to, a % or _
+        # typed being that character, not a wildcard
+        assert found("100%off") == [ids["100%off@example.org"]]
+        assert found("a_b@") == [ids["a_b@example.org"]]
+        assert found("nobody") == []
+
+
+def test_the_outbox_lists_one_template_and_counts_it(db, world):
+    _, reminder, ids = _outbox_of(db)
+    with db.read() as session:
+        rows = notify.list_outbox(session, world.manager, template="appointment_reminder")
+        counts = notify.outbox_counts(session, world.manager, template="appointment_reminder")
+        assert [r.id for r in rows] == [reminder] and counts["queued"] == 1
+        shah = notify.list_outbox(
+            session, world.manager, "queued", 1, template="appointment_scheduled"
+        )
+        assert len(shah) == 50 and {r.template for r in shah} == {"appointment_scheduled"}
+        both = notify.list_outbox(
+            session, world.manager, template="feedback_request", search="evans"
+        )
+        assert [r.id for r in both] == [ids["old"]]
+
+
+def test_every_template_and_channel_has_a_name_in_words():
+    titles = {key: notify.template_title(key) for key in notify.TEMPLATES}
+    assert len(titles) == 29 and len(set(titles.values())) == 29
+    assert not [t for t in titles.values() if "_" in t or not t[0].isupper()]
+    assert titles["request_received"] == "Request received"
+    assert titles["feedback_request"] == "Feedback request"
+    assert titles["appointment_no_show"] == "Appointment no-show"
+    assert titles["portal_sign_in"] == "Portal sign-in link"
+    assert notify.template_title("retired_key") == "Retired key"  # an old message's template
+    assert [notify.channel_title(c.value) for c in Channel] == ["Email", "Text message"]
+
+
 # ---------------------------------------------------------------- text messages keep links whole
 
 LONG_BASE = "https://bookings.harbourstreetclinic.co.uk"
