@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import any_, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -93,18 +93,29 @@ def _insert(session: Session, model):
     return made.on_conflict_do_nothing(index_elements=[table.c.external_ref])
 
 
+def _among(session: Session, column, values: list):
+    """`column IN values`, on PostgreSQL as `column = ANY(array)`: one parameter whatever the
+    count, where IN has one for each value (a chunk's thousand), and psycopg, which remembers
+    how it split a statement of at most 50 parameters and 4,096 characters, splits a longer one
+    for its placeholders again on every execution (by regular expression, in Python)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(values, postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
 def save_chunk(session, rows, patient_ids, clinic_id, provider_id, batch_id, report) -> None:
     """Save a chunk's new appointments, (row number, record) each, in this run's batch. A row
     saved by a batch that never finished (a run that stopped part-way, whether the file was
     then imported again as it was or corrected) is taken into this batch and counts as this
     import's, or the analytics would leave it out for ever; a row of a finished import is
     already imported; one saved in this batch already came earlier in the file."""
+    wanted = [a["external_ref"] for _, a in rows]
     found = {
         ref: (owner, finished)
         for ref, owner, finished in session.execute(
             select(Appointment.external_ref, Appointment.import_batch_id, ImportBatch.finished_at)
             .outerjoin(ImportBatch, ImportBatch.id == Appointment.import_batch_id)
-            .where(Appointment.external_ref.in_([a["external_ref"] for _, a in rows]))
+            .where(_among(session, Appointment.external_ref, wanted))
         )
     }
     fresh, adopted = [], {}
@@ -130,7 +141,8 @@ def save_chunk(session, rows, patient_ids, clinic_id, provider_id, batch_id, rep
     for owner, refs in adopted.items():
         session.execute(
             update(Appointment)
-            .where(Appointment.external_ref.in_(refs), Appointment.import_batch_id == owner)
+            .where(_among(session, Appointment.external_ref, refs))
+            .where(Appointment.import_batch_id == owner)
             .values(import_batch_id=batch_id)
         )
         report.created += len(refs)
@@ -224,7 +236,9 @@ def existing(session: Session, model, refs: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(refs), CHUNK):
         chunk = refs[start : start + CHUNK]
-        query = select(model.external_ref, model.id).where(model.external_ref.in_(chunk))
+        query = select(model.external_ref, model.id).where(
+            _among(session, model.external_ref, chunk)
+        )
         found.update({ref: id_ for ref, id_ in session.execute(query)})
     return found
 
@@ -241,16 +255,36 @@ def save_patients(
     landlines.mark(session, fresh)
     if fresh:
         fresh = [p | {"points_balance": points.OPENING_POINTS} for p in fresh]
-        result = session.execute(
-            _insert(session, Patient).returning(
-                Patient.__table__.c.external_ref, Patient.__table__.c.id
-            ),
-            fresh,
+        created = _inserted(session, fresh)
+        # their opening points in the order they were inserted (the ids' order)
+        points.open_accounts(
+            session, [created[p["external_ref"]] for p in fresh if p["external_ref"] in created]
         )
-        created = dict(result.all())
-        points.open_accounts(session, list(created.values()))
         found.update(created)
         if len(created) < len(fresh):  # saved meanwhile by another import of the file
             found.update(existing(session, Patient, [r for r in refs if r not in found]))
         report.patients_created += len(created)
     return found
+
+
+def _inserted(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """external_ref -> id of the patients of `rows` this insert saved: not those another import
+    of the file saved meanwhile (ON CONFLICT DO NOTHING leaves them out)."""
+    table = Patient.__table__
+    made = _insert(session, Patient).execution_options(preserve_rowcount=True)
+    returning = made.returning(table.c.external_ref, table.c.id)
+    if session.get_bind().dialect.name != "postgresql":  # SQLite: one INSERT of the rows
+        # with RETURNING, read once in C, is sooner than an execution a row; and its write
+        # lock, held from the chunk's look-up on, leaves no other import a moment to save one
+        return dict(session.execute(returning, rows).all())
+    # PostgreSQL: no RETURNING, so psycopg's executemany (one prepared statement, the rows
+    # piped, as the appointments') rather than one INSERT of the thousand rows, whose many
+    # thousand placeholders psycopg split again for every chunk; then one look-up of the ids.
+    # When another import saved some meanwhile, the insert is undone and made again with
+    # RETURNING, which says which are this one's
+    savepoint = session.begin_nested()
+    if session.execute(made, rows).rowcount == len(rows):
+        savepoint.commit()
+        return existing(session, Patient, [row["external_ref"] for row in rows])
+    savepoint.rollback()
+    return dict(session.execute(returning, rows).all())

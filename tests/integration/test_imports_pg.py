@@ -1,5 +1,6 @@
-"""The import and interchange tests again, on a real PostgreSQL, and two imports of one file at
-once: a row another import saves while this one is between its look-up and its insert."""
+"""The import and interchange tests again, on a real PostgreSQL; two imports of one file at
+once (a row another import saves while this one is between its look-up and its insert); and
+the statements an import sends psycopg."""
 
 from tests.unit.test_imports import *  # noqa: F403  # isort: skip
 from tests.unit.test_interchange import *  # noqa: F403  # isort: skip
@@ -8,10 +9,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 from time import monotonic, sleep
 
-from sqlalchemy import func, select, text
+from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH, MAX_CACHED_STATEMENT_PARAMS
+from sqlalchemy import event, func, select, text
 
 from core.interchange import imports
-from db.models import Appointment, AppointmentStatus, Patient, Source
+from db.models import Appointment, AppointmentStatus, LedgerEntry, LedgerKind, Patient, Source
 
 # what an import holds in memory is Python's, whichever the database: measured on SQLite only
 # (under tracemalloc it took 21 s here, against 5 s there)
@@ -83,6 +85,14 @@ def test_a_patient_saved_meanwhile_by_another_import_is_not_a_duplicate_key_erro
             .order_by(Appointment.external_ref)
         ).all()
     assert owners == ["race:P1", "race:P2"]
+    with db.read() as session:  # the opening points of the patient this import created only
+        opened = session.scalars(
+            select(Patient.external_ref)
+            .join(LedgerEntry, LedgerEntry.patient_id == Patient.id)
+            .where(LedgerEntry.kind == LedgerKind.POINTS_OPENING)
+            .where(Patient.external_ref.like("race:%"))
+        ).all()
+    assert opened == ["race:P2"]
 
 
 def test_an_appointment_saved_meanwhile_counts_as_already_imported(db, world):
@@ -111,3 +121,39 @@ def test_an_appointment_saved_meanwhile_counts_as_already_imported(db, world):
     with db.read() as session:
         count = session.scalar(select(func.count()).where(Appointment.external_ref.like("race:%")))
     assert count == 2
+
+
+def test_psycopg_reads_each_statement_of_an_import_once(db, world):
+    """psycopg splits a statement for its placeholders once and remembers it, but only a
+    statement of at most 4,096 characters and 50 parameters: a longer one it splits again on
+    every execution: nearly half of an import's CPU on PostgreSQL went there (a chunk's
+    patients inserted with RETURNING, and its patients and appointments looked up, each a
+    statement with a thousand placeholders or more). Every statement of an import, first and
+    again, stays within both, whatever the chunk's size; 120 rows are enough to see one that
+    does not."""
+    rows = "".join(f"A{i},P{i},2025-03-03,attended\n" for i in range(120))
+    source = ("ref,patient,day,status\n" + rows).encode()
+    sent: list[tuple[int, int, str]] = []
+
+    def watch(_conn, _cursor, statement, parameters, _context, _executemany):
+        each = parameters[0] if isinstance(parameters, list | tuple) else parameters
+        sent.append((len(statement), len(each or ()), statement[:80]))
+
+    event.listen(db.engine, "before_cursor_execute", watch)
+    try:
+        reports = [
+            imports.import_appointments(
+                db.write, world.owner, source, RACE, clinic_name="Race", timezone="UTC"
+            )
+            for _ in range(2)
+        ]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", watch)
+    assert [(r.created, r.already_imported, r.patients_created) for r in reports] == [
+        (120, 0, 120),
+        (0, 120, 0),
+    ]
+    long = [
+        s for s in sent if s[0] > MAX_CACHED_STATEMENT_LENGTH or s[1] > MAX_CACHED_STATEMENT_PARAMS
+    ]
+    assert long == []
