@@ -3,22 +3,26 @@ and checked with phonenumbers (Google's libphonenumber data). A number typed for
 to text (a patient's, a test message's) is checked once, here (`dialable`), in the countries of
 the practice's clinics (`practice_regions`). A text reaches a mobile: `landline` says when
 phonenumbers knows the number for a fixed line (a number that may be either, as most US ones
-are, or one it cannot place, may get texts)."""
+are, or one it cannot place, may get texts). A number typed to find someone (the patient
+search, the outbox's search) is read by one rule, `dialled`, as the digits every form on file
+holds, and looked for in a stored number's digits (`bare_phone`)."""
 
 from __future__ import annotations
 
 import re
 
 import phonenumbers
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.kernel.errors import ValidationError
 from core.kernel.money import babel_locale
 from core.kernel.text import clean
-from db.models import Appointment, Clinic
+from db.models import Appointment, Clinic, Patient
 
 PHONE = re.compile(r"^\+?[0-9 ()-]{1,40}$")  # the characters; phonenumbers reads the rest
+# a number, or a part of one, as people type it: digits, spaces, +, brackets, dashes and dots
+NUMBER_SHAPED = re.compile(r"[\d\s+\-().]*\d[\d\s+\-().]*")
 
 
 def phone_region(locale: str | None) -> str:
@@ -178,3 +182,33 @@ def landline(phone: str | None, regions: tuple[str, ...]) -> bool:
 def not_for_texts(phone: str) -> str:
     """What a refusal to text a landline says first."""
     return f"{phone!r} is a landline: texts cannot reach it"
+
+
+def dialled(typed: str) -> str | None:
+    """The digits of a typed phone number, or its start or end, that every form on file holds:
+    the national number after a country code (+44 7700 900 or 0044 7700 900: 7700900), else
+    the digits after a trunk 0 (07700 900: 7700900; three at least), at most the last nine; so
+    a number on file as 07700 900123 or +44 7700 900123 is found however it is typed, whole or
+    in part. None when `typed` is not a number of three digits at least ('abc123' is none: a
+    word with letters is a name's or an email's)."""
+    typed = typed.strip()
+    digits = re.sub(r"\D", "", typed)
+    if not NUMBER_SHAPED.fullmatch(typed) or len(digits) < 3:
+        return None
+    if typed.startswith("+") or digits.startswith("00"):
+        try:
+            national = phonenumbers.parse("+" + digits.removeprefix("00"), None).national_number
+            digits = str(national)
+        except phonenumbers.NumberParseException:
+            pass
+    bare = digits.lstrip("0")
+    return (bare if len(bare) >= 3 else digits)[-9:]
+
+
+def bare_phone(column=Patient.phone):
+    """A stored number's digits in SQL, the separators people type removed (a patient's phone,
+    or another column holding a number, such as the address a text went to): where the digits
+    `dialled` reads are looked for."""
+    for char in (" ", "-", "(", ")", ".", "+"):
+        column = func.replace(column, char, "")
+    return column

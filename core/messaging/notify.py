@@ -45,7 +45,6 @@ place of a message, are sent as they are (the template's and the values' letters
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import string
@@ -54,7 +53,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-import phonenumbers
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -64,6 +62,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_format, clinic_time, format_money
+from core.kernel.phones import bare_phone, dialled
 from core.kernel.text import clean, plain_words
 from core.messaging import attachments, delivery, recipients, sms_parts, visit_calendar
 from core.messaging.delivery import MAX_ATTEMPTS
@@ -1181,30 +1180,6 @@ def channel_title(channel: str) -> str:
     return CHANNEL_WORDS[Channel(channel)].capitalize()
 
 
-_NUMBER_SHAPED = re.compile(r"[\d\s+\-().]*\d[\d\s+\-().]*")
-
-
-def _dialled(typed: str) -> str | None:
-    """The digits of a typed phone number that every form on file holds (07700 900123 and
-    +44 7700 900123: 7700900123; at most the last nine), as core.patients.search.dialled
-    reads a number for the patient search; None for a word, or fewer than three digits."""
-    digits = re.sub(r"\D", "", typed)
-    if not _NUMBER_SHAPED.fullmatch(typed) or len(digits) < 3:
-        return None
-    if typed.startswith("+") or digits.startswith("00"):
-        with contextlib.suppress(phonenumbers.NumberParseException):
-            digits = str(phonenumbers.parse("+" + digits.removeprefix("00")).national_number)
-    bare = digits.lstrip("0")
-    return (bare if len(bare) >= 3 else digits)[-9:]
-
-
-def _bare(column):
-    """A stored number's digits (the separators people type removed)."""
-    for char in (" ", "-", "(", ")", ".", "+"):
-        column = func.replace(column, char, "")
-    return column
-
-
 def _outbox_where(template: str | None, search: str) -> list:
     """The outbox screen's filters but status: one template, and a search typed, taken
     literally (a % or _ is that character). A patient's messages are found by their record:
@@ -1221,9 +1196,9 @@ def _outbox_where(template: str | None, search: str) -> list:
         people, clinic = [], [Notification.to_address.icontains(typed, autoescape=True)]
         if words := plain_words(typed):
             people.append(and_(*(Patient.search_text.contains(w, autoescape=True) for w in words)))
-        if digits := _dialled(typed):  # a number, however it was stored and is typed
-            people.append(_bare(Patient.phone).contains(digits, autoescape=True))
-            clinic.append(_bare(Notification.to_address).contains(digits, autoescape=True))
+        if digits := dialled(typed):  # a number, however it was stored and is typed
+            people.append(bare_phone().contains(digits, autoescape=True))
+            clinic.append(bare_phone(Notification.to_address).contains(digits, autoescape=True))
         found = [and_(Notification.patient_id.is_(None), or_(*clinic))]
         if people:
             patients = select(Patient.id).where(or_(*people))

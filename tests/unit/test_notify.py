@@ -7,7 +7,7 @@ from email.utils import parseaddr
 
 import pytest
 from icalendar import Calendar
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import selectinload
 
 from core.forms import after_booking as forms
@@ -86,6 +86,44 @@ def test_no_text_goes_to_a_landline_on_file_and_the_reason_says_so(db, world):
 )
 def test_a_number_is_a_landline_only_when_every_reading_of_it_is_one(typed, regions, fixed):
     assert phones.landline(typed, regions) is fixed
+
+
+@pytest.mark.parametrize(
+    ("typed", "digits"),
+    [
+        ("07700 900123", "700900123"),  # the trunk 0 off, at most the last nine
+        ("+44 7700 900123", "700900123"),  # the national number after the country code
+        ("0044 7700 900123", "700900123"),
+        ("  +44 (0)7700-900.123 ", "700900123"),  # spaced, bracketed, dashed, dotted
+        ("+44 7700 900", "7700900"),  # the start of a number
+        ("07700 900", "7700900"),
+        ("900123", "900123"),  # its end
+        ("007", "007"),  # fewer than three digits after the 0s: the digits as typed
+        ("+999 123", "999123"),  # no country's code: its digits
+        ("abc123", None),  # a word with letters is a name's or an email's
+        ("12", None),  # fewer than three digits
+        ("", None),
+    ],
+)
+def test_a_typed_number_is_read_as_the_digits_every_form_on_file_holds(typed, digits):
+    """core.kernel.phones.dialled: the one rule the patient search (core.patients.search) and
+    the outbox's search (notify) read a typed number by."""
+    assert phones.dialled(typed) == digits
+
+
+def test_a_stored_number_is_found_by_its_digits_however_it_was_spaced(db, world):
+    """core.kernel.phones.bare_phone: a column's digits with the separators people type
+    removed (a patient's phone by default, or another number, such as the address a text went
+    to), so the digits `dialled` reads are found in any form on file, on either database."""
+    with db.write() as session:
+        session.get(Patient, world.patient_id).phone = "+44 (0)7700-900.123"
+    with db.read() as session:
+        stored = select(phones.bare_phone()).where(Patient.id == world.patient_id)
+        assert session.scalar(stored) == "4407700900123"
+        holds = phones.bare_phone().contains(phones.dialled("07700 900123"))
+        assert session.scalar(select(Patient.id).where(holds)) == world.patient_id
+        address = phones.bare_phone(literal("07700 900 123"))
+        assert session.scalar(select(address)) == "07700900123"
 
 
 def test_edited_template_is_used_and_unknown_placeholders_refused(db, world):
