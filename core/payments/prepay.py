@@ -46,6 +46,8 @@ from core.payments.rules import (
     money_format,
     payment_money,
 )
+from core.policy import balance
+from core.policy import cancellation as policy
 from core.practice.treatment import price_of, treatment_of
 from db.models import (
     Appointment,
@@ -844,8 +846,8 @@ def settle_on_cancel(
     paid = _received(session, appointment.id)
     if not paid:
         return []
-    patient = session.get(Patient, appointment.patient_id)
     made: list[Payment] = []
+    followed: list[policy.Followed] = []
     for original, kept, amount, points in _split(paid, keep_cents if by_patient else 0):
         if kept:
             made.append(
@@ -870,7 +872,10 @@ def settle_on_cancel(
             refund_of_id=original.id,
         )
         if original.method == "points":
-            ledger_points.give_back(session, patient, points, appointment.id)
+            given = _give_points_back(session, original, appointment, points)
+            if given is not None:
+                followed.append(given)
+                refund.note = given.words
             refund.status, refund.paid_at = "refunded", utcnow()
         made.append(refund)
     session.add_all(made)
@@ -882,13 +887,47 @@ def settle_on_cancel(
         "appointment",
         appointment.id,
         patient_id=appointment.patient_id,
+        message=" ".join(f.words for f in followed) or None,
         details={
             "by_patient": by_patient,
             "refunded_cents": sum(p.amount_cents for p in made if p.kind == "refund"),
             "kept_cents": sum(p.amount_cents for p in made if p.kind == "fee"),
+            **_followed_details(followed),
         },
     )
     return made
+
+
+def _give_points_back(
+    session: Session, original: Payment, appointment: Appointment, points: int
+) -> policy.Followed | None:
+    """A points prepayment's points given back to the record they were spent from (its spend
+    entry's), under its row lock. That record may have been merged into another since (the
+    visit and its payments moved to the record kept, the spend entry did not): the points go
+    on to the record kept only as far as one balance would have had them
+    (core.policy.cancellation.follow_merge, as a waiver's do); what it did is returned for
+    the refund's line and the audit (None when the record was not merged). Before, they all
+    went to the visit's patient: a fresh duplicate's 40 points, spent, merged and given back,
+    left the record kept at 140 where one balance is at 100."""
+    spent = session.get(LedgerEntry, original.ledger_entry_id) if original.ledger_entry_id else None
+    patient_id = spent.patient_id if spent is not None else appointment.patient_id
+    patient = balance.locked(session, patient_id)
+    ledger_points.give_back(session, patient, points, appointment.id)
+    if patient.merged_into_id is None:
+        return None
+    return policy.follow_merge(session, patient, points)
+
+
+def _followed_details(followed: list[policy.Followed]) -> dict[str, int]:
+    """The audit's record of points given back on a merged record (Followed.details), summed
+    over the payments given back (one, but a visit may have been paid with points twice)."""
+    if not followed:
+        return {}
+    return {
+        "forwarded_to": followed[-1].kept_id,
+        "points_forwarded": sum(f.forwarded for f in followed),
+        "points_not_carried": sum(f.not_carried for f in followed),
+    }
 
 
 def settled_text(appointment: Appointment, settled: list[Payment]) -> str:
@@ -899,6 +938,8 @@ def settled_text(appointment: Appointment, settled: list[Payment]) -> str:
     for p in settled:
         if p.kind == "fee":
             lines.append(f"Kept for the late-cancellation fee: {payment_money(p, fmt)}")
+        elif p.method == "points" and p.note:  # on a merged record: where they went
+            lines.append(f"{p.points} points given back. {p.note}")
         elif p.method == "points":
             lines.append(f"{p.points} points given back to your balance.")
         else:

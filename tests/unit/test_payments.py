@@ -25,6 +25,7 @@ from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.config import Settings, StripeSettings
 from core.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.kernel.money import format_day, format_moment
+from core.patients import merge
 from core.payments import cashup, desk, points, prepay, rules, webhooks
 from core.payments.providers import (
     Checkout,
@@ -33,6 +34,7 @@ from core.payments.providers import (
     ProviderUnanswered,
     StripeProvider,
 )
+from core.policy import balance
 from core.portal import home
 from core.requests import changes
 from core.scheduling import moves
@@ -58,6 +60,7 @@ from db.models import (
     Setting,
 )
 from db.types import utcnow
+from tests.factories import make_patient
 from tests.support.locks import Meeting, wait_until_a_writer_waits
 
 SECRET = "whsec_test_secret_for_clinicdesk"
@@ -3713,3 +3716,98 @@ def test_a_fee_waived_while_the_late_checkout_completes_is_given_back_once(db, w
         back = s.scalars(select(Payment).where(Payment.kind.in_(("refund", "fee_refund")))).all()
         assert sum(p.amount_cents for p in back) == 7000  # the card's £60.00 and the £10.00 cash
         assert prepay.paid_cents(s, appointment_id) == 0
+
+
+# ---------------------------------------------------------------- points given back after a merge
+
+
+def _paid_by_a_merged_duplicate(db, world, earned: int) -> tuple[int, int]:
+    """A second record of the world's patient (opened with 100 points like every new record),
+    `earned` points added on it, 40 of its points spent towards a visit, then merged into the
+    world's record: the visit and its payments move there, the spend entry stays on the
+    duplicate, and only what the duplicate holds beyond its opening moves (877416d). Returns
+    the duplicate and the visit."""
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        duplicate = make_patient(s, email="alex.copy@example.net", phone=None).id
+        if earned:
+            points.adjust_points(s, world.manager, duplicate, earned, "Survey on paper")
+        s.get(Appointment, appointment_id).patient_id = duplicate
+        s.flush()
+        pay(s, duplicate, appointment_id, 40, False, DeskProvider())
+    with db.write() as s:
+        merge.merge_patients(s, world.manager, world.patient_id, duplicate, "Same person")
+    return duplicate, appointment_id
+
+
+def _adds_up(s, patient_id: int) -> tuple[int, int]:
+    entries = s.scalars(select(LedgerEntry).where(LedgerEntry.patient_id == patient_id))
+    return s.get(Patient, patient_id).points_balance, sum(balance.delta(e) for e in entries)
+
+
+@pytest.mark.parametrize(
+    ("earned", "forwarded", "kept"),
+    [
+        # the 40 came out of the opening alone: one balance (100 opened) ends at 100, not 140
+        (0, 0, 100),
+        # 20 of the 40 out of what was earned, 20 out of the opening: one balance is at 120
+        (20, 20, 120),
+        # 100 opened, 50 earned, 40 spent: 10 moved by the merge, the 40 go on (150)
+        (50, 40, 150),
+    ],
+)
+def test_points_a_merged_duplicate_prepaid_come_back_as_one_balance_would_have_them(
+    db, world, earned, forwarded, kept
+):
+    """The visit a fresh duplicate paid 40 points towards is cancelled after the merge: the 40
+    go back to the record they were spent from and on to the record kept only as far as one
+    balance would have had them (core.policy.follow_merge). Before, all 40 went to the kept
+    record through the visit's patient: 140 where one balance is at 100."""
+    duplicate, appointment_id = _paid_by_a_merged_duplicate(db, world, earned)
+    with db.write() as s:
+        outcome = moves.cancel_appointment(s, world.staff, appointment_id, reason="Provider ill")
+    kept_id = world.patient_id
+    with db.read() as s:
+        assert _adds_up(s, kept_id) == (kept, kept)
+        assert _adds_up(s, duplicate) == (0, 0)
+        refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "prepayment_settled")).one()
+        mail = _mail(s, "appointment_cancelled")
+    assert (refund.method, refund.points, refund.status) == ("points", 40, "refunded")
+    assert (
+        event.details["forwarded_to"],
+        event.details["points_forwarded"],
+        event.details["points_not_carried"],
+    ) == (kept_id, forwarded, 40 - forwarded)
+    if forwarded == 40:
+        said = f"#{duplicate} was merged into #{kept_id}: the 40 points go on to it."
+    elif forwarded:
+        said = (
+            f"#{duplicate} was merged into #{kept_id}: {forwarded} of the 40 points go on to it; "
+            f"the other {40 - forwarded} came out of #{duplicate}'s opening balance, which the "
+            "merge did not carry (one person opens one balance), so they are not added."
+        )
+    else:
+        said = (
+            f"#{duplicate} was merged into #{kept_id}: the 40 points came out of #{duplicate}'s "
+            "opening balance, which the merge did not carry (one person opens one balance), so "
+            f"#{kept_id} gets none of them."
+        )
+    line = f"40 points given back. {said}"
+    assert event.message == said and refund.note == said
+    assert line in outcome.money.splitlines() and line in mail
+
+
+def test_points_prepaid_on_a_record_never_merged_come_back_to_it_as_before(db, world):
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        pay(s, world.patient_id, appointment_id, 40, False, DeskProvider())
+    with db.write() as s:
+        outcome = moves.cancel_appointment(s, world.staff, appointment_id, reason="Provider ill")
+    with db.read() as s:
+        assert _adds_up(s, world.patient_id) == (100, 100)
+        refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "prepayment_settled")).one()
+    assert not refund.note and event.message is None
+    assert "forwarded_to" not in event.details
+    assert outcome.money == "40 points given back to your balance."
