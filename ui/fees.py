@@ -21,9 +21,11 @@ def _open_fees(current, patient_id):
 
 
 def _waived_text(fee_id: int, waived: desk.Waived) -> str:
-    """What the waiver did: what is due back, where, and whether the patient is emailed it."""
+    """What the waiver did: what is due back, where, whether the patient is emailed it, and
+    where points given back on a record merged into another went (`Waived.points_words`)."""
+    points = f" {waived.points_words}" if waived.points_words else ""
     if not waived.refunds:
-        return f"Fee #{fee_id} waived."
+        return f"Fee #{fee_id} waived.{points}"
     n = len(waived.refunds)
     where = "on the appointment's Payments" if waived.entry.appointment_id else "in the cash-up"
     told = (
@@ -33,7 +35,7 @@ def _waived_text(fee_id: int, waived: desk.Waived) -> str:
     )
     return (
         f"Fee #{fee_id} waived. What was paid of it is due back to the patient ({n} refund"
-        f"{'s' if n > 1 else ''} {where}); {told}"
+        f"{'s' if n > 1 else ''} {where}); {told}{points}"
     )
 
 

@@ -242,12 +242,14 @@ def refund_fees(session: Session, actor: Actor, paid: list[Payment], note: str) 
 class Waived(NamedTuple):
     """A fee waived, the refunds of what was paid of it, and whether the patient is emailed
     them (`not_emailed`: why not, in words for the screen; '' when emailed or nothing is due
-    back)."""
+    back). `points_words`: where points given back on a record merged into another went, and
+    why not all of them (core.policy.cancellation.given_back_words; '' otherwise)."""
 
     entry: LedgerEntry
     refunds: list[Payment]
     emailed: bool
     not_emailed: str = ""
+    points_words: str = ""
 
 
 def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str) -> Waived:
@@ -276,7 +278,8 @@ def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str)
         queued = _tell_given_back(session, refund, reference, how, words, fmt, entry.appointment_id)
         emailed = emailed or bool(queued.notifications)
         not_emailed = "" if emailed else (queued.skipped[:1] or ["not emailed"])[0]
-    return Waived(entry, refunds, emailed, not_emailed)
+    points_words = policy.given_back_words(session, entry.id)
+    return Waived(entry, refunds, emailed, not_emailed, points_words)
 
 
 def _fee_words(session: Session, entry: LedgerEntry, fee: str) -> tuple[dict, ClinicFormat]:

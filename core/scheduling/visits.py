@@ -13,7 +13,7 @@ not undone here."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -532,6 +532,12 @@ def undo_no_show(
     appointment.status = S.SCHEDULED
     reason = f"No-show recorded by mistake; undone by {actor.label}."
     policy.reverse_no_show(session, actor, plan.charges, reason, plan.points_taken)
+    # points given back on a record merged since: where they went, and why not all of them
+    followed = " ".join(
+        said
+        for entry in plan.charges
+        if entry.kind == LedgerKind.POINTS and (said := policy.given_back_words(session, entry.id))
+    )
     refunds = desk.refund_fees(session, actor, plan.paid, reason)
     notify.withdraw_unsent(
         session, appointment.id, NO_SHOW_NOTICE, "Not sent: the no-show was undone."
@@ -543,6 +549,7 @@ def undo_no_show(
         appointment,
         Action.UNDO_NO_SHOW,
         before,
+        message=followed or None,
         details={
             "no_show_event_id": plan.event.id,
             "fee_cents_waived": plan.fee_cents,
@@ -565,7 +572,7 @@ def undo_no_show(
             channels=reached,
             fee=f"\n{reversed_[0].upper()}{reversed_[1:]}." if reversed_ else "",
         )
-    return outcome_of(appointment, queued)
+    return replace(outcome_of(appointment, queued), money=followed)
 
 
 def _tell_clinic_undone(session: Session, actor: Actor, appointment: Appointment) -> None:

@@ -15,8 +15,10 @@ from core.kernel.accounts import actor_of
 from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.config import load_settings
 from core.kernel.money import NO_VALUE, format_money
+from core.patients import merge
 from core.payments import desk
 from core.payments.providers import DeskProvider
+from core.policy import balance
 from core.startup import open_database
 from core.waitlist import offers
 from db.models import (
@@ -35,6 +37,7 @@ from db.models import (
     SlotOpening,
     User,
 )
+from tests.factories import make_patient
 from tests.pages.conftest import chart_click, clear_skin, every_clinic_speaks
 
 PAGE = "app_pages/cancellation_analytics.py"
@@ -260,6 +263,36 @@ def test_waiving_a_paid_fee_says_its_money_is_due_back_and_the_patient_emailed(a
         refund = session.scalars(select(Payment).where(Payment.kind == "fee_refund")).one()
     database.dispose()
     assert (refund.status, refund.note) == ("refund_due", f"Fee #{fee_id} waived: Billing error")
+
+
+def test_waiving_points_on_a_merged_record_says_where_they_went(app_as, app_db):
+    """A no-show's 40 points taken from a fresh duplicate's opening, waived here after the
+    merge: the toast says the record kept gets none of them and why (desk.Waived's
+    points_words). Before, it said only 'Fee #N waived.'"""
+    database = _db(app_db)
+    with database.write() as session:
+        manager = actor_of(session.scalar(select(User).where(User.username == "manager")))
+        visit = session.scalars(select(Appointment).order_by(Appointment.id).limit(1)).one()
+        kept = visit.patient_id
+        duplicate = make_patient(session, email="copy.of.them@example.net", phone=None).id
+        entry = balance.deduct(session, duplicate, 40, appointment_id=visit.id, policy_id=None)
+        session.flush()
+        fee_id = entry.id
+    with database.write() as session:
+        merge.merge_patients(session, manager, kept, duplicate, "Same person")
+    database.dispose()
+    at = app_as("manager", PAGE)
+    at.toggle(key="cancel_show_fees").set_value(True).run()
+    at.selectbox(key="cancel_fee_id").select(fee_id)
+    at.text_input(key="cancel_fee_reason").input("Phoned ahead")
+    at = at.button(key="FormSubmitter:cancel_waive_form-Waive fee").click().run()
+    assert not at.error
+    [told] = at.toast
+    assert told.value.replace("\\", "") == (
+        f"Fee #{fee_id} waived. #{duplicate} was merged into #{kept}: the 40 points came out "
+        f"of #{duplicate}'s opening balance, which the merge did not carry (one person opens "
+        f"one balance), so #{kept} gets none of them."
+    )
 
 
 def _core_figures(url, filters):

@@ -17,6 +17,7 @@ from core.kernel.clock import local_to_utc, local_today, to_local
 from core.kernel.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
 from core.messaging import clinic_events, notify
 from core.messaging.preferences import PreferencesForm, save_preferences
+from core.patients import merge
 from core.payments import desk, prepay
 from core.practice import travel
 from core.scheduling import appointments, moves, today, visits
@@ -786,3 +787,43 @@ def test_an_undone_no_shows_fee_is_not_in_the_fee_figures_of_all_clinics_or_one(
     undone = fees()
     assert undone[("all", False)] == undone[("all", True)] == ({"GBP": 0, "USD": 0},) * 2
     assert undone[("one", False)] == undone[("one", True)] == ({"GBP": 0},) * 2
+
+
+def test_undoing_a_merged_duplicates_no_show_says_where_its_points_went(db, world):
+    """A fresh duplicate's visit recorded as a no-show (5 points taken from its opening), the
+    duplicate merged into the world's record, then the no-show undone the same day: the
+    points go back to the duplicate and none on to the record kept (one person opens one
+    balance, core.policy.follow_merge), and the undo's result and its audit say so in the
+    policy's words. Before, neither said where the points went."""
+    _policy(db, world)
+    midnight = local_to_utc(local_today(TZ), time(0), TZ)
+    start = max(utcnow() - timedelta(hours=1), midnight)
+    with db.write() as session:
+        duplicate = make_patient(session, email="alex.copy@example.net", phone=None).id
+        row = make_visit(
+            session, world, status=S.SCHEDULED, start_at=start, end_at=start + timedelta(minutes=30)
+        )
+        row.patient_id = duplicate
+        ident = row.id
+    with db.write() as session:
+        visits.mark_no_show(session, world.staff, ident)
+    with db.write() as session:
+        merge.merge_patients(session, world.manager, world.patient_id, duplicate, "Same person")
+    with db.write() as session:
+        outcome = visits.undo_no_show(session, world.staff, ident)
+    kept = world.patient_id
+    said = (
+        f"#{duplicate} was merged into #{kept}: the 5 points came out of #{duplicate}'s "
+        "opening balance, which the merge did not carry (one person opens one balance), so "
+        f"#{kept} gets none of them."
+    )
+    with db.read() as session:
+        undo = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.entity == "appointment", AuditEvent.entity_id == ident)
+            .order_by(AuditEvent.id)
+        ).all()[-1]
+        balances = [session.get(Patient, p).points_balance for p in (kept, duplicate)]
+    assert undo.action == "undo_no_show" and undo.message == said
+    assert said in outcome.money.splitlines()
+    assert balances == [100, 0]

@@ -3811,3 +3811,34 @@ def test_points_prepaid_on_a_record_never_merged_come_back_to_it_as_before(db, w
     assert not refund.note and event.message is None
     assert "forwarded_to" not in event.details
     assert outcome.money == "40 points given back to your balance."
+
+
+def test_the_desk_is_told_where_points_a_waiver_gives_back_on_a_merged_record_went(db, world):
+    """A no-show's 40 points taken from a fresh duplicate's opening, waived at the desk after
+    the merge: the waiver's result says the kept record gets none of them (the policy's words,
+    policy.given_back_words); on a record never merged it says nothing of it. Before, the
+    desk's result carried no such words."""
+    appointment_id = _appointment(db, world)
+    with db.write() as s:
+        duplicate = make_patient(s, email="alex.copy@example.net", phone=None).id
+        s.get(Appointment, appointment_id).patient_id = duplicate
+        deduction = balance.deduct(s, duplicate, 40, appointment_id=appointment_id, policy_id=None)
+        s.flush()
+        deduction_id = deduction.id
+        own = balance.deduct(s, world.patient_id, 10, appointment_id=appointment_id, policy_id=None)
+        s.flush()
+        own_id = own.id
+    with db.write() as s:
+        merge.merge_patients(s, world.manager, world.patient_id, duplicate, "Same person")
+    with db.write() as s:
+        waived = desk.waive_fee(s, world.manager, deduction_id, "Phoned ahead")
+        unmerged = desk.waive_fee(s, world.manager, own_id, "Phoned ahead")
+    kept_id = world.patient_id
+    assert waived.points_words == (
+        f"#{duplicate} was merged into #{kept_id}: the 40 points came out of #{duplicate}'s "
+        "opening balance, which the merge did not carry (one person opens one balance), so "
+        f"#{kept_id} gets none of them."
+    )
+    assert unmerged.points_words == ""
+    with db.read() as s:
+        assert _adds_up(s, kept_id) == (100, 100)
