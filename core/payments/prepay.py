@@ -830,6 +830,16 @@ def settlement(session: Session, appointment: Appointment, *, keep_cents: int) -
     )
 
 
+class Settled(list[Payment]):
+    """What `settle_on_cancel` made (the payments), and for a refund of points given back on
+    a merged record, by the refund, the patient's sentence of what reached their balance
+    (policy.Followed.for_patient: the desk's, with record numbers, is the refund's note)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: dict[int, str] = {}
+
+
 def settle_on_cancel(
     session: Session,
     actor: Actor,
@@ -837,7 +847,7 @@ def settle_on_cancel(
     *,
     by_patient: bool,
     keep_cents: int,
-) -> list[Payment]:
+) -> Settled:
     """Refund what was paid for a cancelled appointment (see the module's rules), keeping
     `keep_cents` of the money for the late-cancellation fee. Called before the policy's own
     points deduction, so points given back count first; `link_fee` then ties what was kept to
@@ -845,8 +855,8 @@ def settle_on_cancel(
     (`settled_text`), not in a message of its own."""
     paid = _received(session, appointment.id)
     if not paid:
-        return []
-    made: list[Payment] = []
+        return Settled()
+    made = settled = Settled()
     followed: list[policy.Followed] = []
     for original, kept, amount, points in _split(paid, keep_cents if by_patient else 0):
         if kept:
@@ -875,7 +885,8 @@ def settle_on_cancel(
             given = _give_points_back(session, original, appointment, points)
             if given is not None:
                 followed.append(given)
-                refund.note = given.words
+                refund.note = given.words  # the desk's words; the patient's: settled_text
+                settled.told[id(refund)] = given.for_patient
             refund.status, refund.paid_at = "refunded", utcnow()
         made.append(refund)
     session.add_all(made)
@@ -930,7 +941,7 @@ def _followed_details(followed: list[policy.Followed]) -> dict[str, int]:
     }
 
 
-def settled_text(appointment: Appointment, settled: list[Payment]) -> str:
+def settled_text(appointment: Appointment, settled: Settled) -> str:
     """What `settle_on_cancel` did, a line each, for the cancellation's own message (one
     message says the visit is cancelled and what of the prepayment is refunded or kept)."""
     fmt = money_format(appointment.clinic)
@@ -938,8 +949,8 @@ def settled_text(appointment: Appointment, settled: list[Payment]) -> str:
     for p in settled:
         if p.kind == "fee":
             lines.append(f"Kept for the late-cancellation fee: {payment_money(p, fmt)}")
-        elif p.method == "points" and p.note:  # on a merged record: where they went
-            lines.append(f"{p.points} points given back. {p.note}")
+        elif p.method == "points" and id(p) in settled.told:  # on a merged record
+            lines.append(settled.told[id(p)])
         elif p.method == "points":
             lines.append(f"{p.points} points given back to your balance.")
         else:

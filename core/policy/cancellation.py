@@ -955,6 +955,23 @@ class Followed:
             f"{self.not_carried} {why}, so they are not added."
         )
 
+    @property
+    def for_patient(self) -> str:
+        """The patient's sentence: what reaches their one balance, without record numbers."""
+        given = _count(self.given, "point")
+        if not self.not_carried:
+            return f"{given} given back to your balance."
+        why = (
+            "came from the opening points of a second record we held for you, now joined with "
+            "this one, and your balance keeps one opening"
+        )
+        if not self.forwarded:
+            return f"The {given} you paid with {why}: none are added."
+        return (
+            f"{self.forwarded} of the {given} you paid with are given back to your balance; "
+            f"the other {self.not_carried} {why}."
+        )
+
 
 def _go(count: int) -> str:
     return "goes" if count == 1 else "go"

@@ -3793,9 +3793,23 @@ def test_points_a_merged_duplicate_prepaid_come_back_as_one_balance_would_have_t
             "opening balance, which the merge did not carry (one person opens one balance), so "
             f"#{kept_id} gets none of them."
         )
-    line = f"40 points given back. {said}"
+    # the patient is told what reaches their one balance, without record numbers
+    why = (
+        "came from the opening points of a second record we held for you, now joined with this "
+        "one, and your balance keeps one opening"
+    )
+    if forwarded == 40:
+        line = "40 points given back to your balance."
+    elif forwarded:
+        line = (
+            f"{forwarded} of the 40 points you paid with are given back to your balance; the "
+            f"other {40 - forwarded} {why}."
+        )
+    else:
+        line = f"The 40 points you paid with {why}: none are added."
     assert event.message == said and refund.note == said
     assert line in outcome.money.splitlines() and line in mail
+    assert f"#{duplicate}" not in mail and f"#{kept_id}" not in mail
 
 
 def test_points_prepaid_on_a_record_never_merged_come_back_to_it_as_before(db, world):
