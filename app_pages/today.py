@@ -31,9 +31,10 @@ MEMORY = "today_shown"  # the rows the board showed (ui.picks)
 
 
 def _finish(done, text: str) -> None:
-    """The action's headline (it names the new status) and who was told."""
+    """The action's headline (it names the new status), who was told, and what it did with
+    money and points (Outcome.money: an undone no-show's points on a record merged since)."""
     if done:
-        st.session_state[FLASH] = f"{text} {done.value.told}"
+        st.session_state[FLASH] = " ".join(filter(None, (text, done.value.told, done.value.money)))
         acted(MEMORY)
         refresh()
 

@@ -229,6 +229,62 @@ def test_a_mistaken_no_show_can_be_undone_after_a_confirmation(app_as, app_db):
     assert f"today_in_{ident}" in keys and f"today_undo_noshow_{ident}" not in keys
 
 
+def test_undoing_a_merged_duplicates_no_show_says_where_its_points_went(app_as, app_db):
+    """A fresh duplicate's no-show took 40 of its opening points; merged since, the undo gives
+    them back as one balance would have them (none to the kept record), and the desk's message
+    says so. Before, it said only that the no-show was undone."""
+    from core.kernel.accounts import actor_of
+    from core.patients import merge, records
+    from db.models import Patient, User
+
+    database = _db(app_db)
+    with database.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=1,
+                service_id=1,
+                version=99,
+                effective_at=utcnow() - timedelta(minutes=1),
+                window_hours=24,
+                late_cancel_fee_cents=0,
+                no_show_fee_cents=0,
+                points_deducted=40,
+                policy_text="",
+            )
+        )
+        owner = actor_of(session.scalars(select(User).where(User.username == "owner")).one())
+        twin = records.create_patient(
+            session, owner, first_name="Twin", last_name="Record", different_person=True
+        )
+        duplicate = twin.id
+    ident = _add(app_db, today_in(-5))
+    free_the_time(app_db, ident)
+    with database.write() as session:
+        session.execute(
+            update(Appointment).where(Appointment.id == ident).values(patient_id=duplicate)
+        )
+    at = app_as("staff", PAGE)
+    _select(at, ident)
+    at.button(key=f"today_noshow_{ident}").click().run()
+    at.button(key=f"today_noshow_yes_{ident}").click().run()
+    with database.write() as session:
+        assert session.get(Patient, duplicate).points_balance == 60
+        kept = session.get(Patient, 1).points_balance
+        merge.merge_patients(session, owner, 1, duplicate, "One person", allow_overlap=True)
+    st.cache_data.clear()  # the merge moved the visit: the board reads it again
+    at.run()
+    _select(at, ident)
+    at.button(key=f"today_undo_noshow_{ident}").click().run()
+    at.button(key=f"today_undo_noshow_yes_{ident}").click().run()
+    assert not at.error, [e.value for e in at.error]
+    said = at.success[0].value
+    assert "no-show undone" in said and f"#{duplicate} was merged into #1" in said, said
+    assert "gets none of them" in said, said
+    with database.read() as session:
+        assert session.get(Patient, 1).points_balance == kept
+    database.dispose()
+
+
 def test_undoing_a_no_show_whose_time_was_booked_meanwhile_needs_double_booking(app_as, app_db):
     ident = _add(app_db, today_in(-5))
     free_the_time(app_db, ident)
