@@ -115,12 +115,27 @@ def test_patients_imported_from_a_csv_file_open_with_their_points(db, world, tmp
     path = tmp_path / "noshow.csv"
     path.write_text("".join(head))
     report = imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)
+    finished = utcnow()
     assert report.patients_created > 10
     sums = assert_adds_up(db)
     with db.read() as s:
         imported = s.scalars(select(Patient.id).where(Patient.external_ref.is_not(None))).all()
         assert len(imported) == report.patients_created
         assert all([e.points for e in openings(s, pid)] == [100] for pid in imported)
+        # whole entries (no fee, visit, policy or waiver), the chunk's dated together, when
+        # their patients were saved or later (points.open_accounts fills every column itself)
+        rows = s.execute(
+            select(LedgerEntry, Patient.created_at)
+            .join(Patient, Patient.id == LedgerEntry.patient_id)
+            .where(Patient.external_ref.is_not(None))
+        ).all()
+        assert {
+            (e.amount_cents, e.appointment_id, e.policy_id, e.waived_at, e.waived_by_user_id)
+            for e, _ in rows
+        } == {(0, None, None, None, None)}
+        assert {e.waive_reason for e, _ in rows} == {None}
+        assert len({e.created_at for e, _ in rows}) == 1  # the file's 40 rows: one chunk
+        assert all(created <= e.created_at <= finished for e, created in rows)
     assert {sums[pid] for pid in imported} == {(100, 100)}
     imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)  # again
     with db.read() as s:
