@@ -177,24 +177,30 @@ class DemoSummary:
     accounts: dict[str, tuple[str, Role, str]]
 
 
-def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) -> DemoSummary:
-    """Fill an empty database. Raises if it already has clinics (demo data goes in once)."""
+def seed_practice(session: Session, now: datetime) -> None:
+    """The demo's practice alone, its set-up complete: the three accounts, the practice file
+    (clinics, rooms, providers, services, packages, policies in force since `now` less 400
+    days) and the test message the checklist's last step asks for. No patient, no visit."""
     if session.query(Clinic).count():
         raise RuntimeError("the database has data already; demo data is only for an empty one")
-    rng = random.Random(seed)
-    since = random.Random(seed + 1)  # when each patient was added
-    now = utcnow()
-    today = today or now.date()
-
     for username, (name, role, password) in DEMO_PASSWORDS.items():
         accounts.insert_user(
             session, SYSTEM, username, name, role, password, f"{username}@clinicdesk.example"
         )
-    staff_user = accounts.count_users(session)  # ids 1..3; staff is the last
-
     practice_file.import_practice(
         session, SYSTEM, PRACTICE_FILE.read_text(), policy_effective_at=now - timedelta(days=400)
     )
+    _test_message(session)
+
+
+def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) -> DemoSummary:
+    """Fill an empty database. Raises if it already has clinics (demo data goes in once)."""
+    rng = random.Random(seed)
+    since = random.Random(seed + 1)  # when each patient was added
+    now = utcnow()
+    today = today or now.date()
+    seed_practice(session, now)
+    staff_user = accounts.count_users(session)  # ids 1..3; staff is the last
     clinics = list(session.scalars(select(Clinic).order_by(Clinic.name)))
     by_name = {s.name: s for s in session.scalars(select(Service))}
     services = [by_name[name] for name, *_ in SERVICES]
@@ -202,7 +208,6 @@ def seed_demo(session: Session, *, today: date | None = None, seed: int = SEED) 
     for provider in session.scalars(select(Provider).order_by(Provider.id)):
         clinic_id = min(h.clinic_id for h in provider.working_hours)
         providers.append((provider, session.get(Clinic, clinic_id)))
-    _test_message(session)
 
     patients, opening = [], []
     for i in range(500):
