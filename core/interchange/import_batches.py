@@ -254,11 +254,16 @@ def save_patients(
         row["search_text"] = search_text(row["first_name"], row["last_name"], row.get("email"))
     landlines.mark(session, fresh)
     if fresh:
-        fresh = [p | {"points_balance": points.OPENING_POINTS} for p in fresh]
+        # one time for the chunk's patients and their opening entries, so each entry is dated
+        # at its patient's creation as a single patient's is (points.open_account)
+        now = utcnow()
+        fresh = [p | {"points_balance": points.OPENING_POINTS, "created_at": now} for p in fresh]
         created = _inserted(session, fresh)
         # their opening points in the order they were inserted (the ids' order)
         points.open_accounts(
-            session, [created[p["external_ref"]] for p in fresh if p["external_ref"] in created]
+            session,
+            [created[p["external_ref"]] for p in fresh if p["external_ref"] in created],
+            created_at=now,
         )
         found.update(created)
         if len(created) < len(fresh):  # saved meanwhile by another import of the file

@@ -128,18 +128,31 @@ def open_account(session: Session, patient: Patient, points: int = OPENING_POINT
         )
 
 
-def open_accounts(session: Session, patient_ids: list[int], points: int = OPENING_POINTS) -> None:
+def open_accounts(
+    session: Session,
+    patient_ids: list[int],
+    points: int = OPENING_POINTS,
+    *,
+    created_at: datetime,
+) -> None:
     """The opening entries of patients just inserted in bulk with `points` each (an import),
-    dated together. A Core executemany of the table given every column the ORM would fill:
-    the same statement as the ORM's bulk insert (on PostgreSQL psycopg's executemany, no
-    RETURNING) without taking each row through the mapper and its defaults, which cost half
-    as much CPU again (the Kaggle file's 62,299 patients in chunks of 1,000, best of 3 and
-    of 5: SQLite 1.10-1.18 -> 0.74-0.78 s, PostgreSQL 1.29-1.57 -> 0.95 s)."""
+    dated `created_at`: the time the caller gave those patients, as `open_account` dates a
+    single patient's entry with their created_at. A Core executemany of the table given every
+    column the ORM would fill: the same statement as the ORM's bulk insert (on PostgreSQL
+    psycopg's executemany, no RETURNING) without taking each row through the mapper and its
+    defaults, which cost half as much CPU again (the Kaggle file's 62,299 patients in chunks
+    of 1,000, best of 3 and of 5: SQLite 1.10-1.18 -> 0.74-0.78 s, PostgreSQL 1.29-1.57 ->
+    0.95 s)."""
     if points and patient_ids:
-        now = utcnow()
         kind = LedgerKind.POINTS_OPENING
         rows = [
-            {"patient_id": i, "kind": kind, "amount_cents": 0, "points": points, "created_at": now}
+            {
+                "patient_id": i,
+                "kind": kind,
+                "amount_cents": 0,
+                "points": points,
+                "created_at": created_at,
+            }
             for i in patient_ids
         ]
         session.execute(insert(LedgerEntry.__table__), rows)

@@ -122,8 +122,8 @@ def test_patients_imported_from_a_csv_file_open_with_their_points(db, world, tmp
         imported = s.scalars(select(Patient.id).where(Patient.external_ref.is_not(None))).all()
         assert len(imported) == report.patients_created
         assert all([e.points for e in openings(s, pid)] == [100] for pid in imported)
-        # whole entries (no fee, visit, policy or waiver), the chunk's dated together, when
-        # their patients were saved or later (points.open_accounts fills every column itself)
+        # whole entries (no fee, visit, policy or waiver), the chunk's dated together, each
+        # at its patient's creation as a single patient's is (save_patients gives both one time)
         rows = s.execute(
             select(LedgerEntry, Patient.created_at)
             .join(Patient, Patient.id == LedgerEntry.patient_id)
@@ -135,7 +135,7 @@ def test_patients_imported_from_a_csv_file_open_with_their_points(db, world, tmp
         } == {(0, None, None, None, None)}
         assert {e.waive_reason for e, _ in rows} == {None}
         assert len({e.created_at for e, _ in rows}) == 1  # the file's 40 rows: one chunk
-        assert all(created <= e.created_at <= finished for e, created in rows)
+        assert all(e.created_at == created <= finished for e, created in rows)
     assert {sums[pid] for pid in imported} == {(100, 100)}
     imports.import_appointments(db.write, world.owner, path, imports.KAGGLE_NOSHOW)  # again
     with db.read() as s:
