@@ -27,7 +27,6 @@ from core.kernel.text import clean, plain_words
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
 from core.patients.emails import email_address
-from core.patients.search import bare_phone as bare_phone  # core.portal.sign_in's
 from core.patients.search import numbers_joined, phone_like
 from core.payments import desk, points, prepay
 from core.payments.rules import get_settings, money_format, payment_money

@@ -34,11 +34,10 @@ from sqlalchemy.orm import Session
 from core.kernel import audit, rate_limits, tokens
 from core.kernel.authz import patient_actor
 from core.kernel.errors import LinkInvalid, ValidationError
-from core.kernel.phones import booked_regions, phone_region
+from core.kernel.phones import bare_phone, booked_regions, phone_region, practice_regions
 from core.kernel.text import clean
 from core.messaging import notify
 from core.patients import invitations
-from core.patients.records import bare_phone, practice_regions
 from db.models import Channel, Clinic, Patient, PortalSession
 from db.types import utcnow
 
