@@ -11,6 +11,7 @@ from ui.caches import cached
 from ui.context import read
 from ui.invitations_view import bulk_invite, overview_table, selected_actions
 from ui.locale import display_format
+from ui.paging import pager
 from ui.portal import funnel_panel, results_table, settings_panel
 
 
@@ -73,19 +74,9 @@ if st.toggle("Enrolment funnel", key="invitations_funnel_open"):
     funnel_panel(_funnel(me, clinic_id), "invitations", fmt)
 
 chosen = overview_table(rows, when, (status, clinic_id, search, page))
-prev, info, nxt = st.columns([1, 3, 1])
-if prev.button("Previous", disabled=page == 0, key="invitations_prev"):
-    st.session_state["invitations_page"] = page - 1
-    st.rerun()
 # the whole list under the filters: the one status chosen, else every status's count
 total = counts[status] if status else sum(counts.values())
-pages = max(1, -(-total // invitations.PAGE_SIZE))
-first = page * invitations.PAGE_SIZE
-shown = f"patients {fmt.number(first + 1)}–{fmt.number(first + len(rows))}" if rows else "none"
-info.caption(f"Page {page + 1} of {fmt.number(pages)} · {shown} of {fmt.number(total)}")
-if nxt.button("Next", disabled=page + 1 >= pages, key="invitations_next"):
-    st.session_state["invitations_page"] = page + 1
-    st.rerun()
+pager("invitations", len(rows), total, invitations.PAGE_SIZE, "patients", fmt.number)
 
 if chosen:
     selected_actions(me, chosen)

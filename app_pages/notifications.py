@@ -10,6 +10,7 @@ from ui import actor, refresh, run_action, settings, show_error
 from ui.caches import cached
 from ui.context import read, run_in_steps
 from ui.locale import display_format
+from ui.paging import pager
 from ui.picks import gone_choice
 from ui.text import escape, show_table
 
@@ -75,23 +76,9 @@ frame = pd.DataFrame(
     ]
 )
 show_table(frame, hide_index=True, width="stretch")  # typed text as plain cells
-prev, info, nxt = st.columns([1, 3, 1])
-if prev.button("Previous", disabled=page == 0, key="notifications_prev"):
-    st.session_state["notifications_page"] = page - 1
-    st.rerun()
 # the whole list under the filters: the one status chosen, else every status's count
 total = counts[status] if status else sum(counts.values())
-pages = max(1, -(-total // notify.OUTBOX_PAGE))
-first = page * notify.OUTBOX_PAGE
-shown = (
-    f"messages {practice.number(first + 1)}–{practice.number(first + len(rows))}"
-    if rows
-    else "none"
-)
-info.caption(f"Page {page + 1} of {practice.number(pages)} · {shown} of {practice.number(total)}")
-if nxt.button("Next", disabled=page + 1 >= pages, key="notifications_next"):
-    st.session_state["notifications_page"] = page + 1
-    st.rerun()
+pager("notifications", len(rows), total, notify.OUTBOX_PAGE, "messages", practice.number)
 
 if me.can(Permission.NOTIFICATIONS_MANAGE):
     left, right = st.columns(2)
