@@ -818,15 +818,33 @@ class Settlement:
     kept_cents: int  # money kept for the late-cancellation fee
     refund_cents: int  # money refunded
     points_back: int  # points given back to the balance
+    # points given back on a record merged since: what would go on to the record kept
+    # (core.policy.merge_preview, follow_merge's arithmetic), a payment each
+    merged: tuple[policy.Followed, ...] = ()
+
+    @property
+    def points_reaching(self) -> int:
+        """The points that reach the visit's patient's one balance: those given back less what
+        a merged record's opening keeps (not carried: one person opens one balance)."""
+        return self.points_back - sum(f.not_carried for f in self.merged)
 
 
 def settlement(session: Session, appointment: Appointment, *, keep_cents: int) -> Settlement:
-    """The split `settle_on_cancel` would make now, keeping `keep_cents` for a fee."""
+    """The split `settle_on_cancel` would make now, keeping `keep_cents` for a fee, and what
+    points given back on a record merged since would reach the record kept; nothing written."""
     split = _split(_received(session, appointment.id), keep_cents)
+    merged = []
+    for original, _, back, points in split:
+        if original.method != "points" or back <= 0 or not points:
+            continue
+        patient = session.get(Patient, _spent_from(session, original, appointment))
+        if patient is not None and patient.merged_into_id is not None:
+            merged.append(policy.merge_preview(session, patient, points))
     return Settlement(
         sum(kept for _, kept, _, _ in split),
         sum(back for p, _, back, _ in split if p.method != "points"),
         sum(points for _, _, back, points in split if back > 0),
+        tuple(merged),
     )
 
 
@@ -920,13 +938,18 @@ def _give_points_back(
     the refund's line and the audit (None when the record was not merged). Before, they all
     went to the visit's patient: a fresh duplicate's 40 points, spent, merged and given back,
     left the record kept at 140 where one balance is at 100."""
-    spent = session.get(LedgerEntry, original.ledger_entry_id) if original.ledger_entry_id else None
-    patient_id = spent.patient_id if spent is not None else appointment.patient_id
-    patient = balance.locked(session, patient_id)
+    patient = balance.locked(session, _spent_from(session, original, appointment))
     ledger_points.give_back(session, patient, points, appointment.id)
     if patient.merged_into_id is None:
         return None
     return policy.follow_merge(session, patient, points)
+
+
+def _spent_from(session: Session, original: Payment, appointment: Appointment) -> int:
+    """The record a points prepayment's points were spent from (its spend entry's; the
+    visit's patient without one), where they come back."""
+    spent = session.get(LedgerEntry, original.ledger_entry_id) if original.ledger_entry_id else None
+    return spent.patient_id if spent is not None else appointment.patient_id
 
 
 def _followed_details(followed: list[policy.Followed]) -> dict[str, int]:

@@ -871,7 +871,8 @@ def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str)
         )
         when = clinic_time(clinic_format(session, clinic_id), entry.waived_at)
         raise Conflict(f"Fee #{entry.id} was already waived at {when}.")
-    return _waive(session, actor, entry, reason)
+    _waive(session, actor, entry, reason)
+    return entry
 
 
 def _waive(
@@ -880,18 +881,19 @@ def _waive(
     entry: LedgerEntry,
     reason: str,
     points_back: int | None = None,
-) -> LedgerEntry:
+) -> Followed | None:
     """Mark the entry waived (who, when, why) and give deducted points back: all of them, or
     `points_back` when fewer were taken (a balance never goes below zero). On a record merged
     into another, what one balance would have had of them goes on to the record kept
-    (`follow_merge`); the audit says what went on and what did not, and why."""
+    (`follow_merge`, returned; None otherwise); the audit says what went on and what did not,
+    and why."""
     entry.waived_at = utcnow()
     entry.waived_by_user_id = actor.user_id
     entry.waive_reason = reason
     given = 0
     followed = None
     if entry.kind == LedgerKind.POINTS and entry.points:
-        given = entry.points if points_back is None else max(0, min(points_back, entry.points))
+        given = points_given_back(entry, points_back)
         patient = balance.restore(session, entry.patient_id, given)
         if given and patient.merged_into_id is not None:
             followed = follow_merge(session, patient, given)
@@ -913,7 +915,7 @@ def _waive(
             **(followed.details if followed else {}),
         },
     )
-    return entry
+    return followed
 
 
 @dataclass(frozen=True)
@@ -958,6 +960,11 @@ class Followed:
     @property
     def for_patient(self) -> str:
         """The patient's sentence: what reaches their one balance, without record numbers."""
+        return self.told("you paid with")
+
+    def told(self, which: str) -> str:
+        """The patient's sentence for the points `which` ('you paid with', 'deducted'): what
+        reaches their one balance, without record numbers."""
         given = _count(self.given, "point")
         if not self.not_carried:
             return f"{given} given back to your balance."
@@ -966,9 +973,9 @@ class Followed:
             "this one, and your balance keeps one opening"
         )
         if not self.forwarded:
-            return f"The {given} you paid with {why}: none are added."
+            return f"The {given} {which} {why}: none are added."
         return (
-            f"{self.forwarded} of the {given} you paid with are given back to your balance; "
+            f"{self.forwarded} of the {given} {which} are given back to your balance; "
             f"the other {self.not_carried} {why}."
         )
 
@@ -992,9 +999,7 @@ def follow_merge(session: Session, duplicate: Patient, points: int) -> Followed:
     and both ledgers add up. The caller holds the duplicate's row (core.policy.balance) with
     the points already back on it."""
     kept_id = duplicate.merged_into_id
-    # what the duplicate still counts of its opening (the merge closed the rest), never < 0
-    opening = max(0, _opening_points(session, duplicate.id))
-    forwarded = max(0, min(points, duplicate.points_balance - opening))
+    forwarded = _carried(session, duplicate.id, duplicate.points_balance, points)
     not_carried = points - forwarded
     if not_carried:
         balance.post(
@@ -1015,6 +1020,23 @@ def follow_merge(session: Session, duplicate: Patient, points: int) -> Followed:
             in_note=f"Merged from #{duplicate.id}",
         )
     return Followed(duplicate.id, kept_id, points, forwarded, not_carried)
+
+
+def merge_preview(session: Session, duplicate: Patient, points: int) -> Followed:
+    """What `follow_merge` would do with `points` given back on a merged record now, nothing
+    written: the same arithmetic, on its balance as it is before they come back (a preview:
+    the undo's confirmation, the portal's cancel warning)."""
+    balance_back = duplicate.points_balance + points
+    forwarded = _carried(session, duplicate.id, balance_back, points)
+    return Followed(duplicate.id, duplicate.merged_into_id, points, forwarded, points - forwarded)
+
+
+def _carried(session: Session, duplicate_id: int, balance_back: int, points: int) -> int:
+    """How many of `points` given back on a merged record go on to the record kept, its
+    balance being `balance_back` with them on it: only what raises it above what it still
+    counts of its opening (the merge closed the rest), never below 0."""
+    opening = max(0, _opening_points(session, duplicate_id))
+    return max(0, min(points, balance_back - opening))
 
 
 def _opening_points(session: Session, patient_id: int) -> int:
@@ -1067,13 +1089,25 @@ def reverse_no_show(
     entries: list[LedgerEntry],
     reason: str,
     points_taken: int | None = None,
-) -> None:
+) -> list[Followed]:
     """Waive what a no-show assessed (`no_show_charges`): the entries stay, marked waived, and
     the points come back to the balance: `points_taken` of them, what the deduction really
-    took when the balance was lower (None: all). The caller checked the permission to undo."""
+    took when the balance was lower (None: all). Returns what points given back on a record
+    merged since did (`follow_merge`). The caller checked the permission to undo."""
+    followed = []
     for entry in entries:
         back = points_taken if entry.kind == LedgerKind.POINTS else None
-        _waive(session, actor, entry, reason, back)
+        if (done := _waive(session, actor, entry, reason, back)) is not None:
+            followed.append(done)
+    return followed
+
+
+def points_given_back(entry: LedgerEntry, points_taken: int | None) -> int:
+    """How many points waiving the deduction `entry` gives back (`_waive`): all of them, or
+    `points_taken` when the deduction took fewer."""
+    if entry.kind != LedgerKind.POINTS or not entry.points:
+        return 0
+    return entry.points if points_taken is None else max(0, min(points_taken, entry.points))
 
 
 def online_booking_blocked(patient: Patient) -> bool:

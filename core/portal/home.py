@@ -484,7 +484,8 @@ def change_preview(
     fee = ev.fee_cents if appointment.status == S.SCHEDULED else 0  # as cancelling assesses it
     plan = prepay.settlement(session, appointment, keep_cents=fee)
     # prepaid points come back before the policy deducts its own (prepay.settle_on_cancel)
-    after = max(0, patient.points_balance + plan.points_back - ev.points)
+    # of those, a record merged since passes on only what one balance would have had
+    after = max(0, patient.points_balance + plan.points_reaching - ev.points)
     return ChangePreview(
         appointment.id,
         not reason,
@@ -518,8 +519,12 @@ def _prepayment_text(plan: prepay.Settlement, fee_cents: int, money) -> str:
         )
     elif plan.refund_cents:
         said.append(f"What you paid by card or cash ({money(plan.refund_cents)}) is refunded.")
-    if plan.points_back:
-        said.append(f"The {plan.points_back} points you paid with go back to your balance.")
+    # points prepaid on a record merged since: what reaches their one balance, in their words
+    partly = [f.for_patient for f in plan.merged if f.not_carried]
+    whole = plan.points_back - sum(f.given for f in plan.merged if f.not_carried)
+    if whole:
+        said.append(f"The {whole} points you paid with go back to your balance.")
+    said += partly
     owed = fee_cents - plan.kept_cents
     if said and plan.points_back and owed > 0:
         rest = f"the {money(owed)} fee"

@@ -288,6 +288,9 @@ class _Undo:
     waiting: list[Channel]  # where it still waits, and is stopped
     since: datetime | None  # an earlier undo: the no-show messages before it were dealt with
     paid: list[Payment]  # the fee paid meanwhile: given back
+    # points given back on a record merged since: what goes on to the record kept
+    # (core.policy.merge_preview before the undo; follow_merge's result after it)
+    merged: tuple[policy.Followed, ...] = ()
 
     @property
     def fee_cents(self) -> int:
@@ -299,12 +302,16 @@ class _Undo:
         return points if self.points_taken is None else min(points, max(0, self.points_taken))
 
     def reversed_text(self, appointment: Appointment) -> str:
-        """'the no-show fee of £25.00 is waived and the 5 points deducted are given back'."""
+        """'the no-show fee of £25.00 is waived and the 5 points deducted are given back'; on
+        a record merged since, 'the deduction of 5 points is waived' (where they go:
+        `merged_text`)."""
         parts = []
         if self.fee_cents:
             fee = clinic_money(appointment.clinic, self.fee_cents)
             parts.append(f"the no-show fee of {fee} is waived")
-        if self.points_back:
+        if self.points_back and self.merged:
+            parts.append(f"the deduction of {self.points_back} points is waived")
+        elif self.points_back:
             parts.append(f"the {self.points_back} points deducted are given back")
         elif any(e.kind == LedgerKind.POINTS for e in self.charges):
             parts.append("the points deduction is waived (it took none: the balance was 0)")
@@ -312,6 +319,11 @@ class _Undo:
             paid = clinic_money(appointment.clinic, sum(p.amount_cents for p in self.paid))
             parts.append(f"the {paid} paid for it is refunded")
         return " and ".join(parts)
+
+    def merged_text(self, *, for_patient: bool = False) -> str:
+        """Where points given back on a record merged since go: the desk's sentence
+        (Followed.words) or the patient's, without record numbers; '' when not merged."""
+        return " ".join(f.told("deducted") if for_patient else f.words for f in self.merged)
 
     def refund_text(self) -> str:
         """How the paid fee goes back, for the staff's confirmation ('' when none was paid)."""
@@ -356,7 +368,13 @@ def _undo_plan(
     )
     reached, waiting = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE, since=since)
     points = taken if isinstance(taken, int) else None
-    return _Undo(event, charges, points, reached, waiting, since, paid)
+    merged = []
+    for entry in charges:  # what the waiver's follow_merge will do, nothing written
+        given = policy.points_given_back(entry, points)
+        owner = session.get(Patient, entry.patient_id) if given else None
+        if owner is not None and owner.merged_into_id is not None:
+            merged.append(policy.merge_preview(session, owner, given))
+    return _Undo(event, charges, points, reached, waiting, since, paid, tuple(merged))
 
 
 @dataclass(frozen=True)
@@ -493,6 +511,8 @@ def undo_no_show_preview(
         if reversed_
         else "No fee or points were charged. "
     )
+    if merged := plan.merged_text():
+        text += f"{merged} "
     if plan.paid:
         text += f"{plan.refund_text()} "
     if plan.reached:
@@ -531,13 +551,10 @@ def undo_no_show(
     before = appointment.status
     appointment.status = S.SCHEDULED
     reason = f"No-show recorded by mistake; undone by {actor.label}."
-    policy.reverse_no_show(session, actor, plan.charges, reason, plan.points_taken)
+    done = policy.reverse_no_show(session, actor, plan.charges, reason, plan.points_taken)
     # points given back on a record merged since: where they went, and why not all of them
-    followed = " ".join(
-        said
-        for entry in plan.charges
-        if entry.kind == LedgerKind.POINTS and (said := policy.given_back_words(session, entry.id))
-    )
+    plan = replace(plan, merged=tuple(done))
+    followed = plan.merged_text()
     refunds = desk.refund_fees(session, actor, plan.paid, reason)
     notify.withdraw_unsent(
         session, appointment.id, NO_SHOW_NOTICE, "Not sent: the no-show was undone."
@@ -565,13 +582,10 @@ def undo_no_show(
     reached, _ = notify.reached_channels(session, appointment.id, NO_SHOW_NOTICE, since=plan.since)
     if reached:  # a message that reached them (or is going out right now) is put right
         reversed_ = plan.reversed_text(appointment)
-        queued = tell_patient(
-            session,
-            appointment,
-            WITHDRAWN_NOTICE,
-            channels=reached,
-            fee=f"\n{reversed_[0].upper()}{reversed_[1:]}." if reversed_ else "",
-        )
+        fee = f"\n{reversed_[0].upper()}{reversed_[1:]}." if reversed_ else ""
+        if told := plan.merged_text(for_patient=True):
+            fee += f"\n{told}"
+        queued = tell_patient(session, appointment, WITHDRAWN_NOTICE, channels=reached, fee=fee)
     return replace(outcome_of(appointment, queued), money=followed)
 
 

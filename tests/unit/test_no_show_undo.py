@@ -827,3 +827,52 @@ def test_undoing_a_merged_duplicates_no_show_says_where_its_points_went(db, worl
     assert undo.action == "undo_no_show" and undo.message == said
     assert said in outcome.money.splitlines()
     assert balances == [100, 0]
+
+
+def test_the_undos_preview_and_the_patients_notice_say_what_reaches_the_kept_balance(db, world):
+    """A fresh duplicate's no-show (5 points out of its opening) undone after the merge: the
+    undo's confirmation must not promise 'the 5 points deducted are given back' when the
+    record kept gets none of them (core.policy.follow_merge): it says so in the desk's words,
+    and the patient's 'no-show withdrawn' notice in theirs, without record numbers. Before,
+    both said the 5 points were given back."""
+    _policy(db, world)
+    midnight = local_to_utc(local_today(TZ), time(0), TZ)
+    start = max(utcnow() - timedelta(hours=1), midnight)
+    with db.write() as session:
+        duplicate = make_patient(session, email="alex.copy@example.net", phone=None).id
+        row = make_visit(
+            session, world, status=S.SCHEDULED, start_at=start, end_at=start + timedelta(minutes=30)
+        )
+        row.patient_id = duplicate
+        ident = row.id
+    with db.write() as session:
+        visits.mark_no_show(session, world.staff, ident)
+        session.execute(
+            update(Notification)
+            .where(Notification.appointment_id == ident)
+            .values(status=DeliveryStatus.SENT, sent_at=utcnow())
+        )
+    with db.write() as session:
+        merge.merge_patients(session, world.manager, world.patient_id, duplicate, "Same person")
+    kept = world.patient_id
+    said = (
+        f"#{duplicate} was merged into #{kept}: the 5 points came out of #{duplicate}'s "
+        "opening balance, which the merge did not carry (one person opens one balance), so "
+        f"#{kept} gets none of them."
+    )
+    with db.read() as session:
+        text = visits.undo_no_show_consequences(session, world.staff, ident)
+    assert "the 5 points deducted are given back" not in text
+    assert said in text
+    with db.write() as session:
+        visits.undo_no_show(session, world.staff, ident)
+    with db.read() as session:
+        assert session.get(Patient, kept).points_balance == 100
+    [email] = [m for m in _messages(db, ident, visits.WITHDRAWN_NOTICE) if m.channel == "email"]
+    told = (
+        "The 5 points deducted came from the opening points of a second record we held for "
+        "you, now joined with this one, and your balance keeps one opening: none are added."
+    )
+    assert "points deducted are given back" not in email.body
+    assert told in email.body
+    assert f"#{duplicate}" not in email.body and f"#{kept}" not in email.body

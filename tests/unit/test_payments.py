@@ -3812,6 +3812,48 @@ def test_points_a_merged_duplicate_prepaid_come_back_as_one_balance_would_have_t
     assert f"#{duplicate}" not in mail and f"#{kept_id}" not in mail
 
 
+@pytest.mark.parametrize(
+    ("earned", "forwarded", "kept"), [(0, 0, 100), (20, 20, 120), (50, 40, 150)]
+)
+def test_the_portals_cancel_warning_says_what_points_prepaid_on_a_merged_record_reach(
+    db, world, earned, forwarded, kept
+):
+    """The patient's warning before cancelling a visit a fresh duplicate paid 40 points
+    towards, merged since, says what will reach their one balance (core.policy.merge_preview,
+    follow_merge's arithmetic, nothing written), without record numbers, and the balance it
+    shows is the one the cancellation leaves. Before, it said 'The 40 points you paid with go
+    back to your balance' and showed 140 where the record kept ends at 100."""
+    duplicate, appointment_id = _paid_by_a_merged_duplicate(db, world, earned)
+    kept_id = world.patient_id
+    with db.write() as s:
+        s.get(Patient, kept_id).portal_enrolled_at = utcnow()
+    with db.read() as s:
+        preview = home.change_preview(s, kept_id, appointment_id)
+        before = _adds_up(s, duplicate), _adds_up(s, kept_id)
+    why = (
+        "came from the opening points of a second record we held for you, now joined with this "
+        "one, and your balance keeps one opening"
+    )
+    if forwarded == 40:
+        line = "The 40 points you paid with go back to your balance."
+    elif forwarded:
+        line = (
+            f"{forwarded} of the 40 points you paid with are given back to your balance; the "
+            f"other {40 - forwarded} {why}."
+        )
+    else:
+        line = f"The 40 points you paid with {why}: none are added."
+    assert preview.prepayment == line
+    assert f"#{duplicate}" not in preview.prepayment and f"#{kept_id}" not in preview.prepayment
+    assert preview.balance_after == kept
+    with db.read() as s:  # the preview wrote nothing
+        assert (_adds_up(s, duplicate), _adds_up(s, kept_id)) == before
+    with db.write() as s:
+        moves.cancel_appointment(s, world.staff, appointment_id, reason="Provider ill")
+    with db.read() as s:
+        assert _adds_up(s, kept_id) == (kept, kept)
+
+
 def test_points_prepaid_on_a_record_never_merged_come_back_to_it_as_before(db, world):
     appointment_id = _appointment(db, world)
     with db.write() as s:
