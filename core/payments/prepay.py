@@ -34,6 +34,7 @@ from core.messaging import clinic_events, notify
 from core.payments import points as ledger_points
 from core.payments.providers import (
     PaymentProvider,
+    ProviderLookupRefused,
     ProviderUnanswered,
     from_stripe_amount,
     taken_amount,
@@ -1046,7 +1047,9 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
     words as its last error: not handed back at the desk, and looked for first on the
     next run (the same key would do within the day; the look also finds one Stripe made though
     it failed on its side, whose key answers that failure again), then sent again if not
-    found."""
+    found. A look-up the provider refuses (`ProviderLookupRefused`: a key not allowed to read
+    refunds) is no answer about the refund: it is not sent, `unanswered_at` stays as it was,
+    and its last error says so and what to fix."""
     now = utcnow()
     due_rows = list(
         session.scalars(
@@ -1082,6 +1085,10 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
         except ProviderUnanswered as exc:  # it may have been made: settled by the next run
             refund.last_error, refund.unanswered_at = str(exc)[:500], utcnow()
             log.warning("refund P-%s not answered, may have been made: %s", refund.id, exc)
+            continue
+        except ProviderLookupRefused as exc:  # no answer about the refund: it may be made
+            refund.last_error = str(exc)[:500]  # unanswered_at stays as it was
+            log.warning("refund P-%s not looked up: %s", refund.id, exc)
             continue
         except DomainError as exc:  # a plain answer: refused, so not made
             refund.last_error, refund.unanswered_at = str(exc)[:500], None

@@ -59,6 +59,20 @@ class ProviderUnanswered(ProviderError):
     the same key, it is done once."""
 
 
+class ProviderLookupRefused(ProviderError):
+    """The provider refused to look up what was asked before (a refund's look-up: a key not
+    allowed to read refunds): no answer about the thing itself, which may have been done."""
+
+
+# what to fix when Stripe refuses to list a payment's refunds, by its error (else: its words)
+LOOKUP_FIX = {
+    stripe.PermissionError: "Give the Stripe key permission to read refunds (a restricted "
+    "key's Refunds: Read), then the refund job looks again.",
+    stripe.AuthenticationError: "Check the Stripe secret key in the settings, then the refund "
+    "job looks again.",
+}
+
+
 # the metadata a refund carries to Stripe: our refund's id (a Payment's), by which it is found
 # again once Stripe has forgotten its idempotency key
 REFUND_TAG = "payment_id"
@@ -327,7 +341,7 @@ class StripeProvider:
                 of = {"charge": reference}
             else:
                 of = {"payment_intent": reference}
-            if look_first and (found := self._made_refund(of, payment_id)):
+            if look_first and (found := self._looked_up(of, payment_id)):
                 return found
             refunds, options = self._client.v1.refunds, {"idempotency_key": key}
             try:
@@ -342,6 +356,23 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise ProviderError(f"Stripe did not make the refund: {_said(exc)}") from exc
         return made.id
+
+    def _looked_up(self, of: dict[str, Any], payment_id: int) -> str | None:
+        """`_made_refund`, a refusal of the look-up itself (not of the refund: a key without
+        permission to read refunds, a payment Stripe will not list) raised as
+        ProviderLookupRefused saying what Stripe said and what to fix; no answer stays
+        Stripe's own error (`refund` makes it ProviderUnanswered)."""
+        try:
+            return self._made_refund(of, payment_id)
+        except UNANSWERED:
+            raise
+        except stripe.StripeError as exc:
+            fix = next((f for kind, f in LOOKUP_FIX.items() if isinstance(exc, kind)), "")
+            said = _said(exc).rstrip(".")
+            raise ProviderLookupRefused(
+                "Stripe refused to look up the payment's refunds, so this refund, which may "
+                f"have been made, is not sent again: {said}." + (f" {fix}" if fix else "")
+            ) from exc
 
     def _made_refund(self, of: dict[str, Any], payment_id: int) -> str | None:
         """The id of the refund made for our refund `payment_id` among the refunds of `of`

@@ -1317,6 +1317,8 @@ class StripeLike(stripe.HTTPClient):
         self.unknown = set(unknown)
         self.lose_answer = False  # the next refund is made, and its answer lost (a timeout)
         self.cut_off = False  # the next refund never reaches Stripe (the connection failed)
+        # refunds are not listed: a restricted key without permission to read them (403)
+        self.list_forbidden = False
 
     def a_day_passes(self):
         """Stripe forgets every idempotency key (it keeps one 24 hours); the refunds stay."""
@@ -1331,6 +1333,14 @@ class StripeLike(stripe.HTTPClient):
         path = urlsplit(url).path
         form = parse_qs(post_data or "")
         self.calls.append((method, path, form or parse_qs(urlsplit(url).query)))
+        if path == "/v1/refunds" and method == "get" and self.list_forbidden:
+            error = {
+                "type": "invalid_request_error",
+                "message": "The provided key 'rk_test_***1234' does not have the required "
+                "permissions for this endpoint on account 'acct_1'. Having the "
+                "'rak_refund_read' permission would allow this request to continue.",
+            }
+            return json.dumps({"error": error}), 403, {}
         if path == "/v1/refunds" and method == "get":
             return self._listed(parse_qs(urlsplit(url).query))
         if path == "/v1/refunds":
@@ -1934,6 +1944,45 @@ def test_a_refund_stripe_may_have_made_is_not_handed_back_until_stripe_is_asked(
         )
     with db.write() as s, pytest.raises(Conflict, match="sent to the card by the payment"):
         desk.mark_refunded(s, world.staff, refund_id, "Cash")
+
+
+def test_a_refused_look_up_is_no_answer_about_the_refund(db, world):
+    """Stripe's answer to a refund is lost (it was made), and at the next run Stripe refuses to
+    list the payment's refunds (a restricted key without permission to read them): that says
+    nothing of the refund, so it stays one that may have been made (unanswered_at kept, not
+    handed back at the desk, not sent again), and its last error says the look-up was refused
+    and what to fix. Once the key may read refunds, the next run finds it. Before, the refused
+    look-up counted as Stripe refusing the refund: the desk handed back one Stripe had made."""
+    http = StripeLike()
+    provider = StripeProvider(STRIPE, http_client=http)
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    http.lose_answer = True
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    with db.read() as s:
+        unanswered = s.get(Payment, refund_id).unanswered_at
+    http.list_forbidden = True
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    assert len(http.refunds) == 1 and len(http.keys) == 1  # looked for, not sent again
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.unanswered_at) == ("refund_due", unanswered)
+        assert refund.last_error.startswith("Stripe refused to look up the payment's refunds")
+        assert "'rak_refund_read' permission" in refund.last_error
+        assert "Give the Stripe key permission to read refunds" in refund.last_error
+        rows = prepay.list_payments(s, world.staff, refund.appointment_id)
+        assert [r.unsettled for r in rows if r.id == refund_id] == [True]
+    with db.write() as s, pytest.raises(ValidationError, match="not handed back at the desk"):
+        desk.mark_refunded(s, world.staff, refund_id, "Cash")
+    http.list_forbidden = False
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+    assert len(http.refunds) == 1
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.provider_ref) == ("refunded", http.refunds[0]["id"])
+        assert (refund.last_error, refund.unanswered_at) == ("", None)
 
 
 def test_a_refund_that_never_reached_stripe_is_made_once_and_a_refusal_handed_back(db, world):
