@@ -939,7 +939,8 @@ def _give_points_back(
     the refund's line and the audit (None when the record was not merged). Before, they all
     went to the visit's patient: a fresh duplicate's 40 points, spent, merged and given back,
     left the record kept at 140 where one balance is at 100."""
-    patient = balance.locked(session, _spent_from(session, original, appointment))
+    # with the record kept, when merged into one, in id order (follow_merge locks it too)
+    patient = balance.locked_with_kept(session, _spent_from(session, original, appointment))
     ledger_points.give_back(session, patient, points, appointment.id)
     if patient.merged_into_id is None:
         return None

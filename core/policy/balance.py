@@ -45,6 +45,19 @@ def locked(session: Session, patient_id: int) -> Patient | None:
     return session.get(Patient, patient_id, with_for_update=True, populate_existing=True)
 
 
+def locked_with_kept(session: Session, patient_id: int) -> Patient | None:
+    """`locked`, and for a record merged into another (core.patients.merge) the record kept
+    locked with it, both in the order of their ids, as a merge and `transfer` lock them: points
+    given back on a merged record go on to the record kept (core.policy.follow_merge), and
+    locking the duplicate first, the kept record after, could wait on a transaction locking
+    them the other way round while it waits on this one."""
+    patient = session.get(Patient, patient_id)
+    kept_id = patient.merged_into_id if patient is not None else None
+    for ident in sorted({patient_id, kept_id} - {None}):
+        locked(session, ident)
+    return locked(session, patient_id)
+
+
 def _locked(session: Session, patient_id: int) -> Patient:
     patient = locked(session, patient_id)
     if patient is None:

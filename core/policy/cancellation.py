@@ -894,6 +894,7 @@ def _waive(
     followed = None
     if entry.kind == LedgerKind.POINTS and entry.points:
         given = points_given_back(entry, points_back)
+        balance.locked_with_kept(session, entry.patient_id)  # both rows in id order first
         patient = balance.restore(session, entry.patient_id, given)
         if given and patient.merged_into_id is not None:
             followed = follow_merge(session, patient, given)

@@ -377,6 +377,17 @@ def _undo_plan(
     return _Undo(event, charges, points, reached, waiting, since, paid, tuple(merged))
 
 
+def _given_back_to(session: Session, plan: _Undo) -> frozenset[int]:
+    """The records the undo gives points back to, and the record each was merged into since
+    (core.policy.follow_merge passes them on): locked with the visit's patient, in id order."""
+    ids: set[int] = set()
+    for entry in plan.charges:
+        owner = session.get(Patient, entry.patient_id) if entry.kind == LedgerKind.POINTS else None
+        if owner is not None:
+            ids |= {owner.id} | ({owner.merged_into_id} if owner.merged_into_id else set())
+    return frozenset(ids)
+
+
 @dataclass(frozen=True)
 class _Clashes:
     """What holds the visit's time now: a no-show does not, so it may have been booked since."""
@@ -385,12 +396,16 @@ class _Clashes:
     details: dict[str, list]  # for the audit, as a booking's double-booking override records it
 
 
-def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) -> _Clashes:
+def _clashes(
+    session: Session, appointment: Appointment, *, lock: bool = False, also: frozenset = frozenset()
+) -> _Clashes:
     """The provider's bookings and time off, the rooms and equipment fully in use, and the
     patient's own appointments overlapping the visit (its buffers included), as a booking checks
     them (core.scheduling.lifecycle.place, .hold_resources; core.scheduling.moves). With `lock`,
     the provider, resources and patient rows are locked in the booking's order until the
-    transaction ends, so a booking cannot take the time while the undo checks it."""
+    transaction ends, so a booking cannot take the time while the undo checks it; the patients
+    `also` (the records the undo gives points back to) are locked with the visit's patient, all
+    in the order of their ids, as a merge locks them."""
     clinic, start, end = appointment.clinic, appointment.start_at, appointment.end_at
     timing = Timing(
         0, appointment.buffer_before_minutes or 0, appointment.buffer_after_minutes or 0
@@ -430,9 +445,10 @@ def _clashes(session: Session, appointment: Appointment, *, lock: bool = False) 
         words += [b.message(clinic.name) for b in busy]
         details["resources_overbooked"] = [b.name for b in busy]
     patient = appointment.patient
+    if lock:  # in id order, as a merge locks two records (core.patients.merge)
+        for ident in sorted(also | ({patient.id} if patient is not None else set())):
+            session.execute(select(Patient.id).where(Patient.id == ident).with_for_update())
     if patient is not None:
-        if lock:
-            session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
         theirs = patient_visits(
             session, patient.id, start, end, exclude_appointment_id=appointment.id
         )
@@ -543,7 +559,7 @@ def undo_no_show(
     ensure_allowed(actor, Action.UNDO_NO_SHOW)
     appointment = load(session, appointment_id, Action.UNDO_NO_SHOW, expected_version)
     plan = _undo_plan(session, appointment, now, lock=True)
-    clashes = _clashes(session, appointment, lock=True)
+    clashes = _clashes(session, appointment, lock=True, also=_given_back_to(session, plan))
     if clashes.words and not allow_double_booking:
         raise Conflict(f"The no-show cannot be undone as it is. {_clash_text(clashes)}")
     if clashes.words:
