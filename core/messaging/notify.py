@@ -963,12 +963,15 @@ def _reached(session: Session, where: list) -> tuple[list[Channel], list[Channel
     return sorted(reached), sorted(waiting - reached)
 
 
-def withdraw_all_unsent(session: Session, appointment_id: int, patient_id: int, reason: str) -> int:
+def withdraw_all_unsent(
+    session: Session, appointment_id: int, patient_id: int, reason: str
+) -> list[Notification]:
     """Every message of the appointment to `patient_id` not sent yet is not sent, marked failed
     for good with `reason`: queued, due for a retry, failed for a person to retry, and one a
     sender holds right now, its claim taken back (finding it gone, the sender sends nothing:
-    delivery.take). What was sent, or stopped on purpose already, keeps its state. How many.
-    For a visit that moved to another person's record (core.requests.flags)."""
+    delivery.take). What was sent, or stopped on purpose already, keeps its state. The
+    messages stopped, for a visit that moved to another person's record (core.requests.flags
+    writes the one it waits with again)."""
     unsent = session.scalars(
         select(Notification).where(
             Notification.appointment_id == appointment_id,
@@ -984,7 +987,7 @@ def withdraw_all_unsent(session: Session, appointment_id: int, patient_id: int, 
         for key, value in stopped_on_purpose(reason).items():
             setattr(message, key, value)
         message.claim_token = None
-    return len(unsent)
+    return list(unsent)
 
 
 def _withdraw(session: Session, where: list, reason: str) -> None:

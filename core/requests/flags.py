@@ -302,7 +302,7 @@ def handle_flag(
         )
         stopped = notify.withdraw_all_unsent(session, appointment_id, patient.id, why)
         payments = _take_desk_payments(session, appointment_id, patient.id, new.id)
-        again = _write_again(session, appointment, why)
+        again = _write_again(session, appointment, stopped)
         audit.record(
             session,
             actor,
@@ -314,7 +314,7 @@ def handle_flag(
             details={
                 "from": patient.id,
                 "to": new.id,
-                "stopped": stopped,
+                "stopped": len(stopped),
                 "payments": payments,
                 "written_again": again.audited(),
             },
@@ -429,8 +429,8 @@ class _Again:
         return sent | ({"note_left_out": True} if self.note_left_out else {})
 
 
-def _write_again(session: Session, appointment: Appointment, why: str) -> _Again:
-    """The message the request waits with, stopped by the move (`why` on it: notify.
+def _write_again(session: Session, appointment: Appointment, stopped: list[Notification]) -> _Again:
+    """The message the request waits with, among those the move `stopped` (notify.
     withdraw_all_unsent) and sent to nobody, written again for the new record's patient by the
     code that wrote it first, on the channels their record takes (core.messaging.recipients):
     a request's acknowledgement (decisions.acknowledge); a proposal's (decisions.send_proposal,
@@ -443,14 +443,8 @@ def _write_again(session: Session, appointment: Appointment, why: str) -> _Again
     else:
         key, since = RECEIVED, None
     reached, _ = notify.reached_channels(session, appointment.id, key, since=since)
-    stopped = select(Notification.id).where(
-        Notification.appointment_id == appointment.id,
-        Notification.template == key,
-        Notification.last_error == why,
-    )
-    if since is not None:
-        stopped = stopped.where(Notification.created_at > since)
-    if reached or session.scalar(stopped.limit(1)) is None:
+    waiting = any(n.template == key and (since is None or n.created_at > since) for n in stopped)
+    if reached or not waiting:
         return _Again()
     if key == RECEIVED:
         queued = decisions.acknowledge(session, appointment)
