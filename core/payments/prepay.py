@@ -875,7 +875,7 @@ def settle_on_cancel(
     paid = _received(session, appointment.id)
     if not paid:
         return Settled()
-    made = settled = Settled()
+    made = Settled()
     followed: list[policy.Followed] = []
     for original, kept, amount, points in _split(paid, keep_cents if by_patient else 0):
         if kept:
@@ -905,7 +905,7 @@ def settle_on_cancel(
             if given is not None:
                 followed.append(given)
                 refund.note = given.words  # the desk's words; the patient's: settled_text
-                settled.told[id(refund)] = given.for_patient
+                made.told[id(refund)] = given.for_patient
             refund.status, refund.paid_at = "refunded", utcnow()
         made.append(refund)
     session.add_all(made)
