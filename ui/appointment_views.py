@@ -532,7 +532,7 @@ def flag_actions(offered: tuple[flags.FlagChoice, ...], appointment_id: int, key
         return
     chosen = by_index[pick]
     if chosen.action == flags.FlagAction.MERGE:
-        _merge_preview(appointment_id, chosen.keep_id, p)
+        _merge_preview(chosen, p)
     overlap = chosen.action == flags.FlagAction.MERGE and st.checkbox(
         "Merge even if both records have visits at the same time", key=f"{p}_overlap"
     )
@@ -549,14 +549,13 @@ def flag_actions(offered: tuple[flags.FlagChoice, ...], appointment_id: int, key
             refresh()
 
 
-def _merge_preview(appointment_id: int, keep_id: int, key: str) -> None:
-    """The flag's merge previewed as the Patients page previews one: the request's record (the
-    new one, merged) into `keep_id`, what moves, each contact detail that differs and what the
+def _merge_preview(chosen: flags.FlagChoice, key: str) -> None:
+    """The flag's merge previewed as the Patients page previews one: the request's new record
+    (`merge_id`) into `keep_id`, what moves, each contact detail that differs and what the
     merge does with it. A refusal (the merge's own) is shown instead."""
     me = require_actor()
     try:
-        duplicate = load_detail(me, appointment_id).patient_id
-        plan = read(merge.preview_merge, me, keep_id, duplicate)
+        plan = read(merge.preview_merge, me, chosen.keep_id, chosen.merge_id)
     except DomainError as error:
         show_error(error)
         return

@@ -99,6 +99,7 @@ class FlagChoice:
     action: FlagAction
     label: str  # ids and dates only: nothing anyone typed
     keep_id: int | None = None  # MERGE: the record kept
+    merge_id: int | None = None  # MERGE: the request's new record, merged into keep_id
 
 
 def choices(
@@ -131,6 +132,7 @@ def choices(
                     f"It is #{k}: merge new record #{patient.id} into #{k} (the request moves "
                     "with it)",
                     k,
+                    patient.id,
                 )
                 for k in kept
             ),
