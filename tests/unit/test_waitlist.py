@@ -282,6 +282,7 @@ def test_a_time_held_for_one_patient_stays_theirs_alone_when_the_practice_moves_
     to several at once. Before, the jobs loop's next round sent it to Ben and Cy too while her
     hold ran, and her link's page worded it in the new mode; now nobody else is offered it
     until she answers, and her offer keeps its words. Her pass sends it on in the new mode."""
+    rules(db, world)  # offered at any hour the suite runs
     day = future_day()
     appointment_id = booked(db, world, day)
     for name in ("Ann", "Ben", "Cy"):
@@ -432,6 +433,7 @@ def test_an_offer_email_still_waiting_is_not_sent_once_its_entry_is_withdrawn(db
     """The mail server refuses Ann's offer email for a while (her text went out); she leaves
     the waitlist meanwhile. Before, the email still went out when the server came back, offering
     a time its link then said no longer stood; now it is stopped, saying why."""
+    rules(db, world)  # offered at any hour the suite runs
     day = future_day()
     appointment_id = booked(db, world, day)
     entry = waiting(db, world, day, name="Ann")
@@ -451,6 +453,7 @@ def test_an_offer_email_still_waiting_is_not_sent_once_its_patient_books_another
     """Ann is offered 10:00 and 14:00 (one entry, two freed times) while the mail server
     refuses her emails; she books 10:00 by the link in her text. Before, the 14:00 offer email
     still went out when the server came back; now it is stopped, saying why."""
+    rules(db, world)  # offered at any hour the suite runs
     day = future_day()
     ten, two = booked(db, world, day), booked(db, world, day, hour=14)
     waiting(db, world, day, name="Ann")
