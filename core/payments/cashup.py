@@ -57,7 +57,7 @@ class Movement:
     refund_of: int | None
     note: str
     last_error: str
-    unanswered_at: datetime | None = None  # a card refund's last attempt had no answer
+    unanswered_at: datetime | None = None  # a card refund the provider may have made
 
 
 def _due_at(p: Payment, end: datetime) -> bool:
@@ -267,8 +267,9 @@ def owed_back(
     """The refunds owed back at the end of the clinic's day (made since or not), each clinic's
     in its order of time: what the desk hands back (`desk.mark_refunded`), a fee on no visit's
     too, and a card refund the provider refused or that waits while card payments are off
-    (`provider_online` False), saying which. A card refund whose last attempt had no answer
-    (the provider may have made it) is the refund job's to settle, saying why it waits."""
+    (`provider_online` False), saying which. A card refund whose last attempt had no answer,
+    or whose look-up the provider refused (it may have made it), is the refund job's to
+    settle, saying why it waits."""
     ensure(actor, Permission.PAYMENTS_RECORD)
     out = []
     for m in movements(session, day, day, clinic_id):

@@ -312,8 +312,9 @@ def mark_refunded(
     the provider is the refund job's to send, unless the provider refused it or card payments
     are switched off (`provider_online` False: the job does not run), then it is handed back
     here, the latter only saying how (kept with it and in the audit log). One whose last
-    attempt the provider did not answer (it may have made it: prepay.refund_unsettled) is not
-    handed back, card payments on or off, until the refund job has settled it. A second press
+    attempt the provider did not answer, or whose look-up it refused (it may have made it:
+    prepay.refund_unsettled), is not handed back, card payments on or off, until the refund
+    job has settled it. A second press
     says who handed it back, when."""
     ensure(actor, Permission.PAYMENTS_RECORD)
     # locked: two desks pressing at once record it once (the second waits, then reads it made)

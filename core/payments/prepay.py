@@ -175,12 +175,13 @@ class PaymentRow:
     note: str
     last_error: str = ""  # a card refund the provider refused (or left unanswered): its words
     handed_back: bool = False  # a refund made by staff at the desk, not sent by the provider
-    unanswered_at: datetime | None = None  # its last attempt had no answer (Payment's column)
+    unanswered_at: datetime | None = None  # it may have been made (Payment's column)
 
     @property
     def unsettled(self) -> bool:
-        """A card refund due whose last attempt had no answer: the provider may have made it,
-        so it is not handed back at the desk (`refund_unsettled`)."""
+        """A card refund due whose last attempt had no answer, or whose look-up the provider
+        refused: the provider may have made it, so it is not handed back at the desk
+        (`refund_unsettled`)."""
         return self.status == "refund due" and self.unanswered_at is not None
 
 
@@ -1001,9 +1002,10 @@ REFUND_KEY_KEPT = timedelta(hours=23)
 
 def refund_unsettled(refund: Payment) -> bool:
     """Whether a card refund due may have been made by the provider: its last attempt had no
-    answer (ProviderUnanswered: a timeout, a connection cut, the provider's own failure), kept
-    as `unanswered_at` until the provider answers. It is not handed back at the desk until the
-    refund job has asked the provider and recorded it or had a plain answer."""
+    answer (ProviderUnanswered: a timeout, a connection cut, the provider's own failure), or
+    the provider refused to look it up (ProviderLookupRefused), kept as `unanswered_at` until
+    the provider answers. It is not handed back at the desk until the refund job has asked the
+    provider and recorded it or had a plain answer."""
     return refund.status == "refund_due" and refund.unanswered_at is not None
 
 
@@ -1049,8 +1051,11 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
     next run (the same key would do within the day; the look also finds one Stripe made though
     it failed on its side, whose key answers that failure again), then sent again if not
     found. A look-up the provider refuses (`ProviderLookupRefused`: a key not allowed to read
-    refunds) is no answer about the refund: it is not sent, `unanswered_at` stays as it was,
-    and its last error says so and what to fix."""
+    refunds) is no answer about the refund, which an attempt whose answer was lost may have
+    made (the process stopping before the commit leaves no trace of it, whatever the provider
+    said before): it is not sent, it gets `unanswered_at` as an unanswered one does (kept if
+    it had it), so it is not handed back at the desk either, and its last error says the
+    look-up was refused and what to fix."""
     now = utcnow()
     due_rows = list(
         session.scalars(
@@ -1088,7 +1093,10 @@ def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20
             log.warning("refund P-%s not answered, may have been made: %s", refund.id, exc)
             continue
         except ProviderLookupRefused as exc:  # no answer about the refund: it may be made
-            refund.last_error = str(exc)[:500]  # unanswered_at stays as it was
+            # by an attempt whose answer is lost (the process stopped before its commit, which
+            # leaves no trace), whatever the provider said before: it waits as one unanswered
+            refund.last_error = str(exc)[:500]
+            refund.unanswered_at = refund.unanswered_at or utcnow()
             log.warning("refund P-%s not looked up: %s", refund.id, exc)
             continue
         except DomainError as exc:  # a plain answer: refused, so not made

@@ -31,6 +31,7 @@ from core.payments.providers import (
     Checkout,
     DeskProvider,
     ProviderError,
+    ProviderLookupRefused,
     ProviderUnanswered,
     StripeProvider,
 )
@@ -1983,6 +1984,76 @@ def test_a_refused_look_up_is_no_answer_about_the_refund(db, world):
         refund = s.get(Payment, refund_id)
         assert (refund.status, refund.provider_ref) == ("refunded", http.refunds[0]["id"])
         assert (refund.last_error, refund.unanswered_at) == ("", None)
+
+
+def test_a_refund_made_but_not_recorded_a_day_ago_whose_look_up_is_refused_waits(db, world):
+    """Stripe makes the refund and the process stops before our commit (nothing of the attempt
+    is kept: no last error, no unanswered_at), the app is down a day, and the key may not read
+    refunds: the look-up is refused. Stripe may have made the refund (it did), so it is marked
+    as one with no answer (unanswered_at), and the desk cannot hand it back (card payments on
+    or off), the visit's Payments and the cash-up say it waits. Once the key may read refunds,
+    the next run finds it and records it: one refund. Before, the refused look-up left it a
+    refund with a last error and no unanswered_at, which the desk handed back in cash as one
+    Stripe refused: the patient refunded twice."""
+    http = StripeLike()
+    provider = StripeProvider(STRIPE, http_client=http)
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    with pytest.raises(RuntimeError), db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+        raise RuntimeError("the process stopped before the commit")
+    with db.write() as s:
+        aged = update(Payment).where(Payment.id == refund_id)
+        s.execute(aged.values(created_at=utcnow() - timedelta(hours=25)))
+    http.a_day_passes()
+    http.list_forbidden = True
+    before = utcnow()
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    assert len(http.refunds) == 1 and len(http.keys) == 1  # looked for, not sent again
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert refund.status == "refund_due"
+        assert refund.unanswered_at is not None and before <= refund.unanswered_at <= utcnow()
+        assert refund.last_error.startswith("Stripe refused to look up the payment's refunds")
+        rows = prepay.list_payments(s, world.staff, refund.appointment_id)
+        assert [r.unsettled for r in rows if r.id == refund_id] == [True]
+        (owed,) = cashup.owed_back(s, world.staff, local_today("Europe/London"))
+        assert (owed.payment_id, owed.at_desk) == (refund_id, False)
+    for online in (True, False):
+        with db.write() as s, pytest.raises(ValidationError, match="not handed back at the desk"):
+            desk.mark_refunded(s, world.staff, refund_id, "Cash", provider_online=online)
+    http.list_forbidden = False
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 1
+    assert len(http.refunds) == 1 and len(http.keys) == 1  # found, not made again
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.provider_ref) == ("refunded", http.refunds[0]["id"])
+        assert (refund.last_error, refund.unanswered_at) == ("", None)
+
+
+def test_a_refused_refund_whose_look_up_a_day_on_is_refused_is_not_handed_back(db, world):
+    """Stripe refuses a refund (a plain answer: handed back at the desk if need be), it is sent
+    again later (made, for all we know: its answer may have been lost with the process), and
+    a day on its look-up is refused. The earlier refusal says nothing of what was made since:
+    it waits as one with no answer, looked for first on the next run. Before, the refusal's
+    last error and no unanswered_at let the desk hand it back."""
+    lookup = ProviderLookupRefused("Stripe refused to look up the payment's refunds: denied.")
+    provider = RefundAnswers(ProviderError("Stripe did not make the refund: disputed"), lookup)
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    with db.write() as s:
+        aged = update(Payment).where(Payment.id == refund_id)
+        s.execute(aged.values(created_at=utcnow() - timedelta(hours=25)))
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    assert provider.looked == [False, True]
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert refund.last_error == str(lookup) and refund.unanswered_at is not None
+    with db.write() as s, pytest.raises(ValidationError, match="not handed back at the desk"):
+        desk.mark_refunded(s, world.staff, refund_id, "Cash")
 
 
 def test_a_refund_that_never_reached_stripe_is_made_once_and_a_refusal_handed_back(db, world):
