@@ -176,9 +176,10 @@ def _charge_on_file(write, me, ledger_entry_id: int, *, provider) -> object:
 
 def card_refund_state(r: prepay.PaymentRow, fmt: ClinicFormat, online: bool = True) -> str:
     """A refund to the card through the provider, in words: sent, waiting for the refund job
-    (after an attempt the provider did not answer too: it may have made it, so it is not handed
-    back), refused, or waiting while card payments are switched off (`online` False: the job
-    does not run); the last two are handed back at the desk (`desk.mark_refunded`)."""
+    (after an attempt the provider did not answer, or a look-up it refused, too: it may have
+    made it, so it is not handed back), refused, or waiting while card payments are switched
+    off (`online` False: the job does not run); the last two are handed back at the desk
+    (`desk.mark_refunded`)."""
     day = fmt.day(to_local(r.at, fmt.timezone).date())
     if r.status == "refunded":
         return (

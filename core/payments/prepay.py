@@ -37,6 +37,7 @@ from core.payments.providers import (
     ProviderLookupRefused,
     ProviderUnanswered,
     from_stripe_amount,
+    lookup_refused,
     taken_amount,
 )
 from core.payments.rules import (
@@ -1010,19 +1011,29 @@ def refund_unsettled(refund: Payment) -> bool:
 
 
 def refund_waits(last_error: str, *, online: bool = True) -> str:
-    """Why a card refund whose last attempt had no answer waits, and when it is looked at
-    again, in words for the desk (the provider's words in them, `last_error`)."""
+    """Why a card refund that may have been made waits, and when it is looked at again, in
+    words for the desk (the provider's words in them, `last_error`): its last attempt had no
+    answer, or the provider refused to let the refund job look it up (`lookup_refused`: the
+    provider's words then say what to fix)."""
     said = last_error.strip().rstrip(".")
-    when = (
-        "the refund job's next run asks the provider"
+    job = (
+        "the refund job's next run"
         if online
-        else "card payments are switched off: once they are on again, the refund job asks the "
-        "provider"
+        else "card payments are switched off: once they are on again, the refund job"
     )
+    then = (
+        "then records the refund it made or sends it again, never twice (only if the provider "
+        "then refuses it is it handed back at the desk)"
+    )
+    if lookup_refused(last_error):
+        return (
+            "the card provider refused to let us look the refund up, so it may have been made "
+            f"(the provider's dashboard shows whether it was). {said}. "
+            f"{job[0].upper()}{job[1:]} looks again, {then}"
+        )
     return (
         f"the card provider did not answer its last attempt ({said}) and may have made it; "
-        f"{when}, then records the refund it made or sends it again, never twice (only if "
-        "the provider then refuses it is it handed back at the desk)"
+        f"{job} asks the provider, {then}"
     )
 
 

@@ -61,16 +61,26 @@ class ProviderUnanswered(ProviderError):
 
 class ProviderLookupRefused(ProviderError):
     """The provider refused to look up what was asked before (a refund's look-up: a key not
-    allowed to read refunds): no answer about the thing itself, which may have been done."""
+    allowed to read refunds): no answer about the thing itself, which may have been done. Its
+    words begin with LOOKUP_REFUSED, then say what the provider said and what to fix."""
 
+
+# how the words of a refund's look-up Stripe refused begin (ProviderLookupRefused's)
+LOOKUP_REFUSED = "Stripe refused to look up the payment's refunds"
 
 # what to fix when Stripe refuses to list a payment's refunds, by its error (else: its words)
 LOOKUP_FIX = {
     stripe.PermissionError: "Give the Stripe key permission to read refunds (a restricted "
-    "key's Refunds: Read), then the refund job looks again.",
-    stripe.AuthenticationError: "Check the Stripe secret key in the settings, then the refund "
-    "job looks again.",
+    "key's Refunds: Read).",
+    stripe.AuthenticationError: "Check the Stripe secret key in the settings.",
 }
+
+
+def lookup_refused(said: str) -> bool:
+    """Whether `said` (a refund's last error) are the words of a look-up the provider refused
+    (ProviderLookupRefused), not of an attempt it did not answer: only for how a refund that
+    may have been made is told to the desk (whether it may have been is its own column)."""
+    return said.startswith(LOOKUP_REFUSED)
 
 
 # the metadata a refund carries to Stripe: our refund's id (a Payment's), by which it is found
@@ -370,8 +380,7 @@ class StripeProvider:
             fix = next((f for kind, f in LOOKUP_FIX.items() if isinstance(exc, kind)), "")
             said = _said(exc).rstrip(".")
             raise ProviderLookupRefused(
-                "Stripe refused to look up the payment's refunds, so this refund, which may "
-                f"have been made, is not sent again: {said}." + (f" {fix}" if fix else "")
+                f"{LOOKUP_REFUSED}: {said}." + (f" {fix}" if fix else "")
             ) from exc
 
     def _made_refund(self, of: dict[str, Any], payment_id: int) -> str | None:

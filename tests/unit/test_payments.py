@@ -2056,6 +2056,54 @@ def test_a_refused_refund_whose_look_up_a_day_on_is_refused_is_not_handed_back(d
         desk.mark_refunded(s, world.staff, refund_id, "Cash")
 
 
+# Stripe's 403 to a restricted key without Refunds: Read, as the refund job keeps it
+LOOKUP_SAID = (
+    "Stripe refused to look up the payment's refunds: The provided key 'rk_test_***1234' does "
+    "not have the required permissions for this endpoint on account 'acct_1'. Having the "
+    "'rak_refund_read' permission would allow this request to continue. Give the Stripe key "
+    "permission to read refunds (a restricted key's Refunds: Read)"
+)
+
+
+def test_the_desk_is_told_a_refund_waits_because_stripe_refused_to_look_it_up(db, world):
+    """A refund whose answer was lost, then whose look-up Stripe refuses: the desk is told what
+    happened (the provider refused to let us look the refund up, so it may have been made;
+    its dashboard shows whether it was), in Stripe's words with what to fix (the key's
+    Refunds: Read), then what the refund job does, card payments on or off: on the desk's
+    refusal to hand it back and the cash-up's list alike. Before, the words began 'the card
+    provider did not answer its last attempt', which is not what happened."""
+    http = StripeLike()
+    provider = StripeProvider(STRIPE, http_client=http)
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    http.lose_answer = True
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    http.list_forbidden = True
+    with db.write() as s:
+        assert prepay.process_refunds(s, provider) == 0
+    for online in (True, False):
+        job = (
+            "The refund job's next run"
+            if online
+            else "Card payments are switched off: once they are on again, the refund job"
+        )
+        waits = (
+            "the card provider refused to let us look the refund up, so it may have been made "
+            f"(the provider's dashboard shows whether it was). {LOOKUP_SAID}. {job} looks "
+            "again, then records the refund it made or sends it again, never twice (only if "
+            "the provider then refuses it is it handed back at the desk)"
+        )
+        with db.write() as s, pytest.raises(ValidationError) as refused:
+            desk.mark_refunded(s, world.staff, refund_id, "Cash", provider_online=online)
+        assert str(refused.value) == (
+            f"Refund P-{refund_id} is not handed back at the desk yet: {waits}."
+        )
+        with db.read() as s:
+            day = local_today("Europe/London")
+            (owed,) = cashup.owed_back(s, world.staff, day, provider_online=online)
+        assert (owed.payment_id, owed.at_desk, owed.why) == (refund_id, False, waits)
+
+
 def test_a_refund_that_never_reached_stripe_is_made_once_and_a_refusal_handed_back(db, world):
     """The connection fails before Stripe has the refund: it waits (it may have reached Stripe,
     for all we know) and the next run, finding none, makes it, once. A refund Stripe plainly
