@@ -976,8 +976,7 @@ def refunds_job(database: Database, settings: Settings) -> None:
     if settings.stripe is None:
         return
     provider = provider_for(settings.stripe)
-    with database.write() as session:
-        process_refunds(session, provider)
+    process_refunds(database.write, provider)
     finish_charges(database.write, provider)
 
 

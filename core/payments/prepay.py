@@ -19,6 +19,8 @@ are made by the background job; desk refunds are recorded by staff.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -1003,10 +1005,11 @@ REFUND_KEY_KEPT = timedelta(hours=23)
 
 def refund_unsettled(refund: Payment) -> bool:
     """Whether a card refund due may have been made by the provider: its last attempt had no
-    answer (ProviderUnanswered: a timeout, a connection cut, the provider's own failure), or
-    the provider refused to look it up (ProviderLookupRefused), kept as `unanswered_at` until
-    the provider answers. It is not handed back at the desk until the refund job has asked the
-    provider and recorded it or had a plain answer."""
+    answer (ProviderUnanswered: a timeout, a connection cut, the provider's own failure), the
+    provider refused to look it up (ProviderLookupRefused), or the refund job is sending it or
+    stopped while it was (REFUND_SENDING), kept as `unanswered_at` until the provider answers.
+    It is not handed back at the desk until the refund job has asked the provider and recorded
+    it or had a plain answer."""
     return refund.status == "refund_due" and refund.unanswered_at is not None
 
 
@@ -1044,78 +1047,117 @@ def refund_key(refund: Payment, original: Payment) -> str:
     return f"clinicdesk-refund-{refund.id}-of-{original.provider_ref}"
 
 
-def process_refunds(session: Session, provider: PaymentProvider, limit: int = 20) -> int:
+# a card refund's last error while the refund job is sending it: the words stay if the
+# process stops before the provider's answer is recorded (it may have made the refund)
+REFUND_SENDING = (
+    "The refund job stopped while sending it, before the card provider's answer was recorded."
+)
+
+
+def process_refunds(
+    write: Callable[[], AbstractContextManager[Session]],
+    provider: PaymentProvider,
+    limit: int = 20,
+) -> int:
     """Send card refunds due through the provider (background job), a prepayment's or a fee's;
-    returns how many were made. Each is sent in a savepoint of its own: one the provider
-    refuses stays due, with what the provider said as its last error beside its note, which
-    stays as written (staff see both on the appointment's Payments, and may hand the money back
-    at the desk instead), does not undo the refunds made before it, and waits behind those
-    tried fewer times (those not tried yet first, then by age). Each is sent with its
-    idempotency key (`refund_key`), so one made but not recorded (the process stopped before
-    the commit) is not made again. The provider forgets the key after a day (the app down that
-    long), so one due longer than REFUND_KEY_KEPT is first looked for among the refunds of the
-    payment it gives back (by our refund's id, which each refund carries to the provider), and
-    the one found is recorded instead of sending another. An attempt the provider did not
-    answer (`ProviderUnanswered`: a timeout after it may have made the refund) stays due with
-    the time in `unanswered_at` (cleared by the next answer, a refusal too) and the provider's
-    words as its last error: not handed back at the desk, and looked for first on the
-    next run (the same key would do within the day; the look also finds one Stripe made though
-    it failed on its side, whose key answers that failure again), then sent again if not
-    found. A look-up the provider refuses (`ProviderLookupRefused`: a key not allowed to read
-    refunds) is no answer about the refund, which an attempt whose answer was lost may have
-    made (the process stopping before the commit leaves no trace of it, whatever the provider
-    said before): it is not sent, it gets `unanswered_at` as an unanswered one does (kept if
-    it had it), so it is not handed back at the desk either, and its last error says the
-    look-up was refused and what to fix."""
+    returns how many were made. Those sent are first recorded as sent, in a transaction of
+    their own, before the provider is asked: each gets `unanswered_at` (kept if it had it)
+    and REFUND_SENDING as its last error, so one the provider makes as the process stops
+    before the answer is recorded waits as one the provider may have made (not handed back at
+    the desk, whatever the provider said of it before; looked for first on the next run).
+    Before, nothing of such an attempt was left: a refund the provider had refused once was
+    handed back at the desk though the attempt after it had made it. Then each is sent in a
+    savepoint of its own: one the provider refuses stays due, with what the provider said as
+    its last error beside its note, which stays as written (staff see both on the
+    appointment's Payments, and may hand the money back at the desk instead), does not undo
+    the refunds made before it, and waits behind those tried fewer times (those not tried yet
+    first, then by age). Each is sent with its idempotency key (`refund_key`), so one made but
+    not recorded is not made again. The provider forgets the key after a day (the app down
+    that long), so one due longer than REFUND_KEY_KEPT is first looked for among the refunds
+    of the payment it gives back (by our refund's id, which each refund carries to the
+    provider), and the one found is recorded instead of sending another. An attempt the
+    provider did not answer (`ProviderUnanswered`: a timeout after it may have made the
+    refund) stays due with the time in `unanswered_at` (cleared by the next answer, a refusal
+    too) and the provider's words as its last error: not handed back at the desk, and looked
+    for first on the next run (the same key would do within the day; the look also finds one
+    Stripe made though it failed on its side, whose key answers that failure again), then
+    sent again if not found. A look-up the provider refuses (`ProviderLookupRefused`: a key
+    not allowed to read refunds) is no answer about the refund, which an attempt whose answer
+    was lost may have made: it is not sent, it keeps `unanswered_at` (an unanswered one's
+    too), so it is not handed back at the desk either, and its last error says the look-up
+    was refused and what to fix."""
     now = utcnow()
-    due_rows = list(
-        session.scalars(
-            select(Payment)
-            .where(
-                Payment.kind.in_(REFUND_KINDS),
-                Payment.status == "refund_due",
-                Payment.method == "stripe",
-            )
-            # those the provider refused before wait behind those not tried yet
-            .order_by(Payment.refund_attempts, Payment.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    made = 0
-    for refund in due_rows:
-        original = _source(session, refund)
-        refund.refund_attempts += 1
-        try:
-            with session.begin_nested():
-                refund.provider_ref = provider.refund(
-                    original.provider_ref,
-                    refund.amount_cents,
-                    currency=refund.currency or original.currency,
-                    key=refund_key(refund, original),
-                    payment_id=refund.id,
-                    look_first=as_utc(refund.created_at) <= now - REFUND_KEY_KEPT
-                    or refund.unanswered_at is not None,
+    with write() as session:
+        claimed = list(
+            session.scalars(
+                select(Payment)
+                .where(
+                    Payment.kind.in_(REFUND_KINDS),
+                    Payment.status == "refund_due",
+                    Payment.method == "stripe",
                 )
-                refund.status, refund.paid_at, refund.last_error = "refunded", utcnow(), ""
-                refund.unanswered_at = None
-        except ProviderUnanswered as exc:  # it may have been made: settled by the next run
-            refund.last_error, refund.unanswered_at = str(exc)[:500], utcnow()
-            log.warning("refund P-%s not answered, may have been made: %s", refund.id, exc)
-            continue
-        except ProviderLookupRefused as exc:  # no answer about the refund: it may be made
-            # by an attempt whose answer is lost (the process stopped before its commit, which
-            # leaves no trace), whatever the provider said before: it waits as one unanswered
-            refund.last_error = str(exc)[:500]
-            refund.unanswered_at = refund.unanswered_at or utcnow()
-            log.warning("refund P-%s not looked up: %s", refund.id, exc)
-            continue
-        except DomainError as exc:  # a plain answer: refused, so not made
-            refund.last_error, refund.unanswered_at = str(exc)[:500], None
-            log.warning("refund P-%s not made: %s", refund.id, exc)
-            continue
-        made += 1
+                # those the provider refused before wait behind those not tried yet
+                .order_by(Payment.refund_attempts, Payment.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        # each sent, and whether it is looked for first: the provider may have forgotten its
+        # key, or may have made it
+        sent = {
+            r.id: as_utc(r.created_at) <= now - REFUND_KEY_KEPT or r.unanswered_at is not None
+            for r in claimed
+        }
+        for refund in claimed:  # sent, for all we know, until the answer is recorded
+            refund.refund_attempts += 1
+            refund.unanswered_at = refund.unanswered_at or now
+            refund.last_error = REFUND_SENDING
+    if not sent:
+        return 0
+    made = 0
+    with write() as session:
+        due_rows = session.scalars(
+            select(Payment)
+            .where(Payment.id.in_(sent), Payment.status == "refund_due")
+            .order_by(Payment.refund_attempts, Payment.id)
+            .with_for_update(skip_locked=True)  # another run's, meanwhile: it records them
+        )
+        for refund in due_rows:
+            made += _send_refund(session, provider, refund, look_first=sent[refund.id])
     return made
+
+
+def _send_refund(
+    session: Session, provider: PaymentProvider, refund: Payment, *, look_first: bool
+) -> bool:
+    """Send one refund recorded as sent (`process_refunds`) and record the provider's answer,
+    in a savepoint; whether it was made."""
+    original = _source(session, refund)
+    try:
+        with session.begin_nested():
+            refund.provider_ref = provider.refund(
+                original.provider_ref,
+                refund.amount_cents,
+                currency=refund.currency or original.currency,
+                key=refund_key(refund, original),
+                payment_id=refund.id,
+                look_first=look_first,
+            )
+            refund.status, refund.paid_at, refund.last_error = "refunded", utcnow(), ""
+            refund.unanswered_at = None
+    except ProviderUnanswered as exc:  # it may have been made: settled by the next run
+        refund.last_error, refund.unanswered_at = str(exc)[:500], utcnow()
+        log.warning("refund P-%s not answered, may have been made: %s", refund.id, exc)
+        return False
+    except ProviderLookupRefused as exc:  # no answer about the refund: it may have been made
+        refund.last_error = str(exc)[:500]  # unanswered_at kept: set when it was sent
+        log.warning("refund P-%s not looked up: %s", refund.id, exc)
+        return False
+    except DomainError as exc:  # a plain answer: refused, so not made
+        refund.last_error, refund.unanswered_at = str(exc)[:500], None
+        log.warning("refund P-%s not made: %s", refund.id, exc)
+        return False
+    return True
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -5,11 +5,11 @@ The process stopping between the provider's answer and our commit is made good h
 payments job. A charge to the card on file the job canceled but did not record stays pending
 (under way, to the desk) until payment_intent.canceled fails it, or, that event lost, the job's
 next run asks the provider and fails it (core.payments.desk.finish_charges), no cancel sent
-twice. Refund events are not applied: a refund made but not recorded stays due until the job's
-next run sends it again with the same idempotency key and the provider answers with the refund
-it made (core.payments.prepay.process_refunds), or, once the provider may have forgotten the key
-(a day on), finds it among the payment's refunds by our refund's id in its metadata and records
-it, sending nothing."""
+twice. Refund events are not applied: a refund made but not recorded was recorded as sent
+before the provider was asked, so it stays due, not handed back at the desk, until the job's
+next run finds it among the payment's refunds by our refund's id in its metadata and records
+it, sending nothing (core.payments.prepay.process_refunds; sent again, its idempotency key
+would be answered with the refund made, within the day the provider keeps it)."""
 
 from __future__ import annotations
 

@@ -549,8 +549,7 @@ def test_a_checkout_for_another_amount_is_money_that_came_in_and_goes_back(db, w
     with db.read() as s:
         assert _counts(s) == done
         assert s.get(Payment, taken.id).status == "paid"
-    with db.write() as s:
-        assert prepay.process_refunds(s, fake) == 1
+    assert prepay.process_refunds(db.write, fake) == 1
     assert fake.refunds == [(reference, 100)]
     with db.read() as s:
         (line,) = cashup.cash_up(s, world.staff, local_today("Europe/London"))
@@ -608,11 +607,9 @@ def test_the_practice_cancelling_refunds_everything(db, world):
         ]
         assert prepay.paid_cents(s, appointment_id) == 0
     fake = FakeCheckout()
-    with db.write() as s:
-        assert prepay.process_refunds(s, fake) == 1
+    assert prepay.process_refunds(db.write, fake) == 1
     assert fake.refunds == [(f"cs_test_{2}", 5000)]
-    with db.write() as s:
-        assert prepay.process_refunds(s, fake) == 0  # each refund once
+    assert prepay.process_refunds(db.write, fake) == 0  # each refund once
 
 
 def test_a_late_patient_cancellation_keeps_the_fee_from_the_prepayment(db, world):
@@ -1051,8 +1048,7 @@ def test_a_checkout_paid_in_another_currency_is_recorded_as_it_came_and_given_ba
         assert prepay.paid_cents(s, appointment_id) == 0
         assert "Your card payment of £45.00" in _email(s, "payment_not_matched")
         assert "the $45.00 due" in _email(s, "payment_not_matched")
-    with db.write() as s:
-        assert prepay.process_refunds(s, fake) == 1
+    assert prepay.process_refunds(db.write, fake) == 1
     assert fake.refunds == [(asked.provider_ref, 4500)]
     with db.read() as s:
         lines = cashup.cash_up(s, world.staff, local_today("America/New_York"))
@@ -1320,6 +1316,7 @@ class StripeLike(stripe.HTTPClient):
         self.cut_off = False  # the next refund never reaches Stripe (the connection failed)
         # refunds are not listed: a restricted key without permission to read them (403)
         self.list_forbidden = False
+        self.stop_after = False  # the next refund is made, then our process stops (a crash)
 
     def a_day_passes(self):
         """Stripe forgets every idempotency key (it keeps one 24 hours); the refunds stay."""
@@ -1393,6 +1390,9 @@ class StripeLike(stripe.HTTPClient):
         if self.lose_answer:
             self.lose_answer = False
             raise stripe.APIConnectionError("Request to Stripe timed out.")
+        if self.stop_after:
+            self.stop_after = False
+            raise RuntimeError("the process stopped")
         return self.made[key], 200, {}
 
     def _listed(self, query):
@@ -1541,8 +1541,7 @@ def test_a_fee_charged_to_the_card_on_file_is_refunded_through_its_payment(db, w
     assert (paid.method, paid.provider_ref, paid.amount_cents) == ("stripe", "pi_fee_1", 3000)
     with db.write() as s:
         desk.refund_fees(s, world.staff, desk.paid_fees(s, [fee_id]), "No-show undone")
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
+    assert prepay.process_refunds(db.write, provider) == 1
     sent = [form for method, path, form in http.calls if path == "/v1/refunds"]
     with db.read() as s:
         refund = s.scalars(select(Payment).where(Payment.kind == "fee_refund")).one()
@@ -1624,8 +1623,7 @@ def test_a_checkout_paid_after_the_appointment_was_cancelled_is_refunded(db, wor
         assert (refund.method, refund.status, refund.amount_cents) == ("stripe", "refund_due", 6000)
         assert prepay.paid_cents(s, appointment_id) == 0
         assert "Refund of £60.00 (Card)" in _mail(s, "payment_refund")
-    with db.write() as s:
-        assert prepay.process_refunds(s, fake) == 1
+    assert prepay.process_refunds(db.write, fake) == 1
     assert fake.refunds == [(reference, 6000)]
 
 
@@ -1685,8 +1683,7 @@ def test_a_refund_stripe_refuses_does_not_undo_the_one_it_made(db, world):
     whole run, the first included, though Stripe had made it: the next run made it again."""
     http = StripeLike(unknown={"pi_gone"})
     made, refused = _card_fees_given_back(db, world, ["pi_fee_1", "pi_gone"])
-    with db.write() as s:
-        assert prepay.process_refunds(s, StripeProvider(STRIPE, http_client=http)) == 1
+    assert prepay.process_refunds(db.write, StripeProvider(STRIPE, http_client=http)) == 1
     with db.read() as s:
         first, second = s.get(Payment, made), s.get(Payment, refused)
         assert (first.status, first.provider_ref) == ("refunded", "re_1")
@@ -1706,8 +1703,7 @@ def test_a_refund_stripe_refused_waits_behind_those_not_tried_yet(db, world):
     refused, later = _card_fees_given_back(db, world, ["pi_gone", "pi_fee_2"])
     provider = StripeProvider(STRIPE, http_client=http)
     for _ in range(2):
-        with db.write() as s:
-            prepay.process_refunds(s, provider, limit=1)
+        prepay.process_refunds(db.write, provider, limit=1)
     with db.read() as s:
         assert s.get(Payment, refused).status == "refund_due"
         assert s.get(Payment, later).status == "refunded"
@@ -1726,16 +1722,14 @@ def test_a_refused_refund_keeps_the_note_as_typed_and_counts_its_attempts(db, wo
     (refund_id,) = _card_fees_given_back(db, world, ["pi_gone"], note=typed)
     provider = StripeProvider(STRIPE, http_client=http)
     for _ in range(2):
-        with db.write() as s:
-            assert prepay.process_refunds(s, provider) == 0
+        assert prepay.process_refunds(db.write, provider) == 0
     with db.read() as s:
         refund = s.get(Payment, refund_id)
         assert (refund.note, refund.last_error, refund.refund_attempts) == (typed, REFUSED, 2)
         row = prepay.list_payments(s, world.staff, refund.appointment_id)[-1]
         assert (row.note, row.last_error) == (typed, REFUSED)
     http.unknown.clear()
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
+    assert prepay.process_refunds(db.write, provider) == 1
     with db.read() as s:
         refund = s.get(Payment, refund_id)
         assert (refund.status, refund.note, refund.last_error) == ("refunded", typed, "")
@@ -1749,11 +1743,9 @@ def test_a_refund_never_tried_goes_first_whatever_its_note_says(db, world):
     http = StripeLike(unknown={"pi_gone"})
     (refused,) = _card_fees_given_back(db, world, ["pi_gone"])
     provider = StripeProvider(STRIPE, http_client=http)
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider, limit=1) == 0
+    assert prepay.process_refunds(db.write, provider, limit=1) == 0
     (later,) = _card_fees_given_back(db, world, ["pi_fee_2"], note="Last attempt: goodwill")
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider, limit=1) == 1
+    assert prepay.process_refunds(db.write, provider, limit=1) == 1
     with db.read() as s:
         assert s.get(Payment, refused).refund_attempts == 1
         assert s.get(Payment, later).status == "refunded"
@@ -1791,18 +1783,35 @@ def test_the_migration_moves_the_last_attempt_out_of_refund_notes(db, world):
     migrate.upgrade(db.engine)
 
 
+def _stopped_before_commit(db, at: int = 2):
+    """db.write whose `at`-th transaction does its work, then never commits: the process
+    stopped there (the refund job's second: the refunds sent, their answers not recorded)."""
+    calls = []
+
+    @contextlib.contextmanager
+    def write():
+        calls.append(1)
+        with db.write() as s:
+            yield s
+            if len(calls) == at:
+                raise RuntimeError("the process stopped before the commit")
+
+    return write
+
+
 def test_a_refund_made_but_not_recorded_is_not_made_again(db, world):
-    """The process stops after Stripe made the refund, before our commit: the next run sends
-    the same Idempotency-Key (derived from our refund row), so Stripe answers with the refund it
-    made instead of making a second. Before, the Stripe library made up a new key each time and
-    the patient was refunded twice. Stripe's signed charge.refunded changes nothing meanwhile:
-    the refund is due until the next run records it."""
+    """The process stops after Stripe made the refund, before our commit: the refund was
+    recorded as sent before Stripe was asked (it may have been made), so the next run looks for
+    it among the payment intent's refunds and records the one Stripe made instead of making a
+    second (its Idempotency-Key, derived from our refund row, is the same on every attempt
+    too). Before keys, the Stripe library made up a new key each time and the patient was
+    refunded twice. Stripe's signed charge.refunded changes nothing meanwhile: the refund is
+    due until the next run records it."""
     http = StripeLike()
     provider = StripeProvider(STRIPE, http_client=http)
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
-    with pytest.raises(RuntimeError), db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
-        raise RuntimeError("the process stopped before the commit")
+    with pytest.raises(RuntimeError, match="the process stopped"):
+        prepay.process_refunds(_stopped_before_commit(db), provider)
     charge = {"id": "ch_fee_1", "object": "charge", "payment_intent": "pi_fee_1"}
     charge |= {"amount_refunded": 3000, "refunded": True}
     body = {"id": "evt_refunded_1", "object": "event", "type": "charge.refunded"}
@@ -1811,15 +1820,14 @@ def test_a_refund_made_but_not_recorded_is_not_made_again(db, world):
         assert webhooks.handle(s, provider, body, signed(body)) == "ignored"
     with db.read() as s:
         assert s.get(Payment, refund_id).status == "refund_due"
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
-    assert http.keys == [f"clinicdesk-refund-{refund_id}-of-pi_fee_1"] * 2
+    assert prepay.process_refunds(db.write, provider) == 1
+    assert http.keys == [f"clinicdesk-refund-{refund_id}-of-pi_fee_1"]  # not sent again
+    assert [m for m, *_ in http.calls] == ["post", "get"]  # looked for
     assert len(http.made) == 1  # one refund at Stripe
     with db.read() as s:
         refund = s.get(Payment, refund_id)
         assert (refund.status, refund.provider_ref) == ("refunded", "re_1")
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
 
 
 def test_a_refund_made_but_not_recorded_a_day_ago_is_found_at_stripe_not_made_again(db, world):
@@ -1835,17 +1843,15 @@ def test_a_refund_made_but_not_recorded_a_day_ago_is_found_at_stripe_not_made_ag
     http = StripeLike()
     provider = StripeProvider(STRIPE, http_client=http)
     made = _card_fees_given_back(db, world, ["pi_fee_1", "ch_fee_2", "pi_fee_3"])
-    with pytest.raises(RuntimeError), db.write() as s:
-        assert prepay.process_refunds(s, provider, limit=2) == 2
-        raise RuntimeError("the process stopped before the commit")
+    with pytest.raises(RuntimeError, match="the process stopped"):
+        prepay.process_refunds(_stopped_before_commit(db), provider, limit=2)
     assert [method for method, *_ in http.calls] == ["post", "post"]  # fresh: no look first
     http.refund_in_dashboard("pi_fee_3", 1000)
     with db.write() as s:
         aged = update(Payment).where(Payment.id.in_(made))
         s.execute(aged.values(created_at=utcnow() - timedelta(hours=25)))
     http.a_day_passes()
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 3
+    assert prepay.process_refunds(db.write, provider) == 3
     assert len(http.refunds) == 4  # the dashboard's, and ours once each
     at_stripe = [(r["payment_intent"] or r["charge"], r["metadata"]) for r in http.refunds]
     assert at_stripe == [  # each refunded once
@@ -1855,17 +1861,16 @@ def test_a_refund_made_but_not_recorded_a_day_ago_is_found_at_stripe_not_made_ag
         ("pi_fee_3", {"payment_id": str(made[2])}),
     ]
     looked = [form for method, _, form in http.calls if method == "get"]
-    assert looked == [
+    assert looked == [  # the one never tried first, then those tried once
+        {"payment_intent": ["pi_fee_3"], "limit": ["100"]},
         {"payment_intent": ["pi_fee_1"], "limit": ["100"]},
         {"charge": ["ch_fee_2"], "limit": ["100"]},
-        {"payment_intent": ["pi_fee_3"], "limit": ["100"]},
     ]
     with db.read() as s:
         recorded = [(s.get(Payment, i).status, s.get(Payment, i).provider_ref) for i in made]
     ours = [r["id"] for r in http.refunds if r["metadata"]]
     assert recorded == [("refunded", ref) for ref in ours]
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
 
 
 def test_a_refund_made_before_refunds_carried_our_id_is_answered_not_refused(db, world):
@@ -1884,8 +1889,7 @@ def test_a_refund_made_before_refunds_carried_our_id_is_answered_not_refused(db,
         {"Idempotency-Key": key},
         "payment_intent=pi_fee_1&amount=3000",
     )
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
+    assert prepay.process_refunds(db.write, provider) == 1
     assert len(http.refunds) == 1 and http.keys == [key] * 3
     with db.read() as s:
         refund = s.get(Payment, refund_id)
@@ -1903,8 +1907,7 @@ def test_a_refund_stripe_may_have_made_is_not_handed_back_until_stripe_is_asked(
     provider = StripeProvider(STRIPE, http_client=http)
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
     http.lose_answer = True
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     assert len(http.refunds) == 1  # made at Stripe, its answer lost
     for online in (True, False):
         with db.write() as s, pytest.raises(ValidationError) as refused:
@@ -1930,8 +1933,7 @@ def test_a_refund_stripe_may_have_made_is_not_handed_back_until_stripe_is_asked(
         (owed,) = cashup.owed_back(s, world.staff, local_today("Europe/London"))
         assert (owed.payment_id, owed.at_desk) == (refund_id, False)
         assert "may have made it" in owed.why and "next run" in owed.why
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
+    assert prepay.process_refunds(db.write, provider) == 1
     assert len(http.refunds) == 1  # found, not made again
     assert [(m, f) for m, _, f in http.calls if m == "get"] == [
         ("get", {"payment_intent": ["pi_fee_1"], "limit": ["100"]})
@@ -1958,13 +1960,11 @@ def test_a_refused_look_up_is_no_answer_about_the_refund(db, world):
     provider = StripeProvider(STRIPE, http_client=http)
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
     http.lose_answer = True
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     with db.read() as s:
         unanswered = s.get(Payment, refund_id).unanswered_at
     http.list_forbidden = True
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     assert len(http.refunds) == 1 and len(http.keys) == 1  # looked for, not sent again
     with db.read() as s:
         refund = s.get(Payment, refund_id)
@@ -1977,8 +1977,7 @@ def test_a_refused_look_up_is_no_answer_about_the_refund(db, world):
     with db.write() as s, pytest.raises(ValidationError, match="not handed back at the desk"):
         desk.mark_refunded(s, world.staff, refund_id, "Cash")
     http.list_forbidden = False
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
+    assert prepay.process_refunds(db.write, provider) == 1
     assert len(http.refunds) == 1
     with db.read() as s:
         refund = s.get(Payment, refund_id)
@@ -1987,9 +1986,10 @@ def test_a_refused_look_up_is_no_answer_about_the_refund(db, world):
 
 
 def test_a_refund_made_but_not_recorded_a_day_ago_whose_look_up_is_refused_waits(db, world):
-    """Stripe makes the refund and the process stops before our commit (nothing of the attempt
-    is kept: no last error, no unanswered_at), the app is down a day, and the key may not read
-    refunds: the look-up is refused. Stripe may have made the refund (it did), so it is marked
+    """Stripe makes the refund and the process stops before our commit, under the version
+    before, which recorded nothing of an attempt before Stripe was asked (no last error, no
+    unanswered_at), the app is down a day, and the key may not read refunds: the look-up is
+    refused. Stripe may have made the refund (it did), so it is marked
     as one with no answer (unanswered_at), and the desk cannot hand it back (card payments on
     or off), the visit's Payments and the cash-up say it waits. Once the key may read refunds,
     the next run finds it and records it: one refund. Before, the refused look-up left it a
@@ -1998,22 +1998,19 @@ def test_a_refund_made_but_not_recorded_a_day_ago_whose_look_up_is_refused_waits
     http = StripeLike()
     provider = StripeProvider(STRIPE, http_client=http)
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
-    with pytest.raises(RuntimeError), db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
-        raise RuntimeError("the process stopped before the commit")
+    with pytest.raises(RuntimeError, match="the process stopped"):
+        prepay.process_refunds(_stopped_before_commit(db), provider)
+    as_before = {"unanswered_at": None, "last_error": "", "refund_attempts": 0}
     with db.write() as s:
         aged = update(Payment).where(Payment.id == refund_id)
-        s.execute(aged.values(created_at=utcnow() - timedelta(hours=25)))
+        s.execute(aged.values(created_at=utcnow() - timedelta(hours=25), **as_before))
     http.a_day_passes()
     http.list_forbidden = True
-    before = utcnow()
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     assert len(http.refunds) == 1 and len(http.keys) == 1  # looked for, not sent again
     with db.read() as s:
         refund = s.get(Payment, refund_id)
-        assert refund.status == "refund_due"
-        assert refund.unanswered_at is not None and before <= refund.unanswered_at <= utcnow()
+        assert (refund.status, refund.unanswered_at is not None) == ("refund_due", True)
         assert refund.last_error.startswith("Stripe refused to look up the payment's refunds")
         rows = prepay.list_payments(s, world.staff, refund.appointment_id)
         assert [r.unsettled for r in rows if r.id == refund_id] == [True]
@@ -2023,8 +2020,7 @@ def test_a_refund_made_but_not_recorded_a_day_ago_whose_look_up_is_refused_waits
         with db.write() as s, pytest.raises(ValidationError, match="not handed back at the desk"):
             desk.mark_refunded(s, world.staff, refund_id, "Cash", provider_online=online)
     http.list_forbidden = False
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
+    assert prepay.process_refunds(db.write, provider) == 1
     assert len(http.refunds) == 1 and len(http.keys) == 1  # found, not made again
     with db.read() as s:
         refund = s.get(Payment, refund_id)
@@ -2034,20 +2030,19 @@ def test_a_refund_made_but_not_recorded_a_day_ago_whose_look_up_is_refused_waits
 
 def test_a_refused_refund_whose_look_up_a_day_on_is_refused_is_not_handed_back(db, world):
     """Stripe refuses a refund (a plain answer: handed back at the desk if need be), it is sent
-    again later (made, for all we know: its answer may have been lost with the process), and
-    a day on its look-up is refused. The earlier refusal says nothing of what was made since:
-    it waits as one with no answer, looked for first on the next run. Before, the refusal's
-    last error and no unanswered_at let the desk hand it back."""
+    again later (made, for all we know: by the version before, an attempt whose answer was
+    lost with the process left no trace), and a day on its look-up is refused. The earlier
+    refusal says nothing of what was made since: it waits as one with no answer, looked for
+    first on the next run. Before, the refusal's last error and no unanswered_at let the desk
+    hand it back."""
     lookup = ProviderLookupRefused("Stripe refused to look up the payment's refunds: denied.")
     provider = RefundAnswers(ProviderError("Stripe did not make the refund: disputed"), lookup)
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     with db.write() as s:
         aged = update(Payment).where(Payment.id == refund_id)
         s.execute(aged.values(created_at=utcnow() - timedelta(hours=25)))
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     assert provider.looked == [False, True]
     with db.read() as s:
         refund = s.get(Payment, refund_id)
@@ -2076,11 +2071,9 @@ def test_the_desk_is_told_a_refund_waits_because_stripe_refused_to_look_it_up(db
     provider = StripeProvider(STRIPE, http_client=http)
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
     http.lose_answer = True
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     http.list_forbidden = True
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     for online in (True, False):
         job = (
             "The refund job's next run"
@@ -2104,6 +2097,81 @@ def test_the_desk_is_told_a_refund_waits_because_stripe_refused_to_look_it_up(db
         assert (owed.payment_id, owed.at_desk, owed.why) == (refund_id, False, waits)
 
 
+def test_a_refund_made_as_the_process_stopped_is_not_handed_back_at_the_desk(
+    db, world, monkeypatch
+):
+    """Stripe refuses a refund (a payment intent it does not know yet): a plain answer, so it
+    may be handed back at the desk. Before the desk does, the payments job sends it again,
+    Stripe makes it, and the process stops before our commit. The attempt was recorded before
+    Stripe was asked, so the refund waits as one Stripe may have made: not handed back (card
+    payments on or off), and the next run looks for it and records it, one refund at Stripe.
+    Before, nothing of the attempt was left: the refund still read as refused, the desk handed
+    it back in cash and the job never looked again, the patient refunded twice."""
+    http = StripeLike(unknown={"pi_fee_1"})
+    provider = StripeProvider(STRIPE, http_client=http)
+    monkeypatch.setattr(desk, "provider_for", lambda settings: provider)  # no network
+    settings = Settings("sqlite://", "k" * 40, data_dir=None, stripe=STRIPE)
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    desk.refunds_job(db, settings)
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.last_error, refund.unanswered_at) == (
+            "Stripe did not make the refund: No such payment_intent: 'pi_fee_1'",
+            None,
+        )
+    http.unknown.clear()
+    http.stop_after = True
+    with pytest.raises(RuntimeError, match="the process stopped"):
+        desk.refunds_job(db, settings)
+    assert len(http.refunds) == 1  # made at Stripe, not recorded
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.last_error, refund.unanswered_at is not None) == (
+            prepay.REFUND_SENDING,
+            True,
+        )
+    for online in (True, False):
+        with db.write() as s, pytest.raises(ValidationError, match="may have made it"):
+            desk.mark_refunded(s, world.staff, refund_id, "Cash", provider_online=online)
+    with db.read() as s:
+        (owed,) = cashup.owed_back(s, world.staff, local_today("Europe/London"))
+        assert (owed.payment_id, owed.at_desk) == (refund_id, False)
+    desk.refunds_job(db, settings)
+    assert len(http.refunds) == 1  # found, not made again
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.provider_ref) == ("refunded", http.refunds[0]["id"])
+        assert (refund.last_error, refund.unanswered_at) == ("", None)
+
+
+def test_a_refund_another_run_sent_meanwhile_is_not_sent_again(db, world):
+    """Two runs of the refund job at once: the second records the refund as sent and sends it
+    between the first's record and its sending (the first holds no lock then). The first then
+    finds it made and sends nothing: one refund at Stripe, one key sent. The second, seeing it
+    recorded as sent, looks for it first and, finding none, makes it."""
+    http = StripeLike()
+    provider = StripeProvider(STRIPE, http_client=http)
+    (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
+    calls, other = [], []
+
+    @contextlib.contextmanager
+    def write():
+        calls.append(1)
+        if len(calls) == 2:  # the first run recorded it as sent, and is about to send it
+            other.append(prepay.process_refunds(db.write, provider))
+        with db.write() as s:
+            yield s
+
+    assert prepay.process_refunds(write, provider) == 0
+    assert other == [1]
+    assert len(http.refunds) == 1 and len(http.keys) == 1
+    assert [m for m, *_ in http.calls] == ["get", "post"]  # the second run looked first
+    with db.read() as s:
+        refund = s.get(Payment, refund_id)
+        assert (refund.status, refund.provider_ref) == ("refunded", http.refunds[0]["id"])
+        assert (refund.last_error, refund.unanswered_at, refund.refund_attempts) == ("", None, 2)
+
+
 def test_a_refund_that_never_reached_stripe_is_made_once_and_a_refusal_handed_back(db, world):
     """The connection fails before Stripe has the refund: it waits (it may have reached Stripe,
     for all we know) and the next run, finding none, makes it, once. A refund Stripe plainly
@@ -2112,14 +2180,12 @@ def test_a_refund_that_never_reached_stripe_is_made_once_and_a_refusal_handed_ba
     provider = StripeProvider(STRIPE, http_client=http)
     cut, refused = _card_fees_given_back(db, world, ["pi_fee_1", "pi_gone"])
     http.cut_off = True
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     with db.write() as s, pytest.raises(ValidationError, match="may have made it"):
         desk.mark_refunded(s, world.staff, cut, "Cash")
     with db.write() as s:
         assert desk.mark_refunded(s, world.staff, refused, "Cash").status == "refunded"
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 1
+    assert prepay.process_refunds(db.write, provider) == 1
     assert [(r["payment_intent"], r["metadata"]) for r in http.refunds] == [
         ("pi_fee_1", {"payment_id": str(cut)})
     ]
@@ -2156,8 +2222,7 @@ def test_a_refusal_worded_like_the_old_no_answer_mark_is_handed_back_at_the_desk
     words = "No answer, it may have been made: the card was closed, nothing was refunded."
     provider = RefundAnswers(ProviderError(words))
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     with db.read() as s:
         refund = s.get(Payment, refund_id)
         assert (refund.status, refund.last_error) == ("refund_due", words)
@@ -2183,16 +2248,14 @@ def test_an_unanswered_refund_keeps_when_apart_from_the_providers_words(db, worl
     )
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
     before = utcnow()
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     with db.read() as s:
         refund = s.get(Payment, refund_id)
         assert (refund.status, refund.last_error) == ("refund_due", TIMED_OUT)
         assert before <= refund.unanswered_at <= utcnow()
     with db.write() as s, pytest.raises(ValidationError, match=r"\(Stripe did not answer the "):
         desk.mark_refunded(s, world.staff, refund_id, "Cash")
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     assert provider.looked == [False, True]  # looked for first after no answer
     with db.read() as s:
         refund = s.get(Payment, refund_id)
@@ -2391,8 +2454,7 @@ def test_stripe_is_asked_for_and_answers_in_its_own_minor_units(db, world):
             s.get(Appointment, appointment_id).status = AppointmentStatus.CANCELLED
             appointment = s.get(Appointment, appointment_id)
             prepay.settle_on_cancel(s, world.manager, appointment, by_patient=False, keep_cents=0)
-        with db.write() as s:
-            assert prepay.process_refunds(s, provider) == 1
+        assert prepay.process_refunds(db.write, provider) == 1
         assert http.sent("/v1/refunds", "amount")[-1] == at_stripe
 
 
@@ -2461,8 +2523,7 @@ def test_an_amount_stripe_cannot_take_is_refused_before_anything_is_sent(db, wor
         prepay.settle_on_cancel(
             s, world.manager, s.get(Appointment, appointment_id), by_patient=False, keep_cents=0
         )
-    with db.write() as s:
-        assert prepay.process_refunds(s, provider) == 0
+    assert prepay.process_refunds(db.write, provider) == 0
     with db.read() as s:
         refund = s.scalars(select(Payment).where(Payment.kind == "refund")).one()
         assert refund.status == "refund_due"
@@ -2703,8 +2764,7 @@ def test_a_card_payment_through_the_provider_is_given_back_by_the_refund_job(db,
             s, world.staff, paid.id, amount_cents=1500, reason="Moved to a cheaper service"
         )
         assert (back.status, back.method) == ("refund_due", "stripe")
-    with db.write() as s:
-        assert prepay.process_refunds(s, fake) == 1
+    assert prepay.process_refunds(db.write, fake) == 1
     assert fake.refunds == [(reference, 1500)]
     with db.read() as s:
         assert prepay.paid_cents(s, appointment_id) == 4500
@@ -2771,8 +2831,7 @@ def test_a_late_fee_kept_from_a_card_prepayment_and_waived_goes_back_to_the_card
             ("fee_refund", "stripe", "refund_due", 2500)
         ]
     fake = FakeCheckout()
-    with db.write() as s:
-        assert prepay.process_refunds(s, fake) == 2  # the cancellation's £25.00, the fee's
+    assert prepay.process_refunds(db.write, fake) == 2  # the cancellation's £25.00, the fee's
     assert sorted(fake.refunds) == [(reference, 2500), (reference, 2500)]
     with db.read() as s:
         assert "We have given back £25.00" in _mail(s, "payment_given_back")
@@ -2957,8 +3016,7 @@ def test_money_given_back_to_the_card_by_the_refund_job_reads_sent_not_handed_ba
         reference = s.scalar(select(Payment.provider_ref).where(Payment.method == "stripe"))
         paid = prepay.checkout_completed(s, reference, 6000, "cus_1")
         back = desk.refund_payment(s, world.staff, paid.id, amount_cents=1500, reason="Cheaper")
-    with db.write() as s:
-        assert prepay.process_refunds(s, fake) == 1
+    assert prepay.process_refunds(db.write, fake) == 1
     with db.read() as s:
         (row,) = [
             r for r in prepay.list_payments(s, world.staff, appointment_id) if r.id == back.id
@@ -3793,8 +3851,7 @@ def test_a_checkout_paid_after_a_late_cancellation_keeps_the_fee_and_refunds_the
         assert (
             "Refund of £35.00 (Card): the rest of the £60.00 paid after it was cancelled." in told
         )
-    with db.write() as s:
-        assert prepay.process_refunds(s, fake) == 1
+    assert prepay.process_refunds(db.write, fake) == 1
     assert fake.refunds == [(reference, 3500)]
 
 
