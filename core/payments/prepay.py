@@ -1017,7 +1017,9 @@ def refund_waits(last_error: str, *, online: bool = True) -> str:
     """Why a card refund that may have been made waits, and when it is looked at again, in
     words for the desk (the provider's words in them, `last_error`): its last attempt had no
     answer, or the provider refused to let the refund job look it up (`lookup_refused`: the
-    provider's words then say what to fix)."""
+    provider's words then say what to fix). A refund made by hand in the provider's dashboard
+    carries no id of ours, so the look-up would not find it and the job would make another:
+    the words say not to."""
     said = last_error.strip().rstrip(".")
     job = (
         "the refund job's next run"
@@ -1031,7 +1033,8 @@ def refund_waits(last_error: str, *, online: bool = True) -> str:
     if lookup_refused(last_error):
         return (
             "the card provider refused to let us look the refund up, so it may have been made "
-            f"(the provider's dashboard shows whether it was). {said}. "
+            "(the provider's dashboard shows whether it was; do not refund it there: the "
+            f"refund job does). {said}. "
             f"{job[0].upper()}{job[1:]} looks again, {then}"
         )
     return (

@@ -361,11 +361,12 @@ WAITS = {
     "the provider, then records the refund it made or sends it again, never twice (only if the "
     "provider then refuses it is it handed back at the desk)",
     LOOKUP: "the card provider refused to let us look the refund up, so it may have been made "
-    "(the provider's dashboard shows whether it was). Stripe refused to look up the payment's "
-    "refunds: The provided key does not have the required permissions. Give the Stripe key "
-    "permission to read refunds (a restricted key's Refunds: Read). The refund job's next run "
-    "looks again, then records the refund it made or sends it again, never twice (only if the "
-    "provider then refuses it is it handed back at the desk)",
+    "(the provider's dashboard shows whether it was; do not refund it there: the refund job "
+    "does). Stripe refused to look up the payment's refunds: The provided key does not have "
+    "the required permissions. Give the Stripe key permission to read refunds (a restricted "
+    "key's Refunds: Read). The refund job's next run looks again, then records the refund it "
+    "made or sends it again, never twice (only if the provider then refuses it is it handed "
+    "back at the desk)",
 }
 
 

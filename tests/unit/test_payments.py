@@ -2063,10 +2063,12 @@ LOOKUP_SAID = (
 def test_the_desk_is_told_a_refund_waits_because_stripe_refused_to_look_it_up(db, world):
     """A refund whose answer was lost, then whose look-up Stripe refuses: the desk is told what
     happened (the provider refused to let us look the refund up, so it may have been made;
-    its dashboard shows whether it was), in Stripe's words with what to fix (the key's
-    Refunds: Read), then what the refund job does, card payments on or off: on the desk's
-    refusal to hand it back and the cash-up's list alike. Before, the words began 'the card
-    provider did not answer its last attempt', which is not what happened."""
+    its dashboard shows whether it was, and it is not refunded there by hand, which would
+    refund it twice: the job's look-up finds only refunds carrying our id), in Stripe's words
+    with what to fix (the key's Refunds: Read), then what the refund job does, card payments
+    on or off: on the desk's refusal to hand it back and the cash-up's list alike. Before, the
+    words began 'the card provider did not answer its last attempt', which is not what
+    happened, and did not warn against refunding it in the dashboard."""
     http = StripeLike()
     provider = StripeProvider(STRIPE, http_client=http)
     (refund_id,) = _card_fees_given_back(db, world, ["pi_fee_1"])
@@ -2082,9 +2084,10 @@ def test_the_desk_is_told_a_refund_waits_because_stripe_refused_to_look_it_up(db
         )
         waits = (
             "the card provider refused to let us look the refund up, so it may have been made "
-            f"(the provider's dashboard shows whether it was). {LOOKUP_SAID}. {job} looks "
-            "again, then records the refund it made or sends it again, never twice (only if "
-            "the provider then refuses it is it handed back at the desk)"
+            "(the provider's dashboard shows whether it was; do not refund it there: the "
+            f"refund job does). {LOOKUP_SAID}. {job} looks again, then records the refund it "
+            "made or sends it again, never twice (only if the provider then refuses it is it "
+            "handed back at the desk)"
         )
         with db.write() as s, pytest.raises(ValidationError) as refused:
             desk.mark_refunded(s, world.staff, refund_id, "Cash", provider_online=online)
