@@ -1186,8 +1186,9 @@ class Payment(Base):
     # a refund sent through the provider: how often it was sent and what the provider last said
     refund_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str] = mapped_column(String(500), default="", server_default="")
-    # when the provider last left a refund's attempt unanswered (it may have made it: not
-    # handed back at the desk until the refund job has settled it); None once it answers
+    # since when a refund may have been made by the provider (sent with no answer recorded
+    # yet, or its look-up refused): not handed back at the desk until the refund job has
+    # settled it; None once the provider answers
     unanswered_at: Mapped[datetime | None]
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
