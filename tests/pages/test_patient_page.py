@@ -24,6 +24,7 @@ from db.models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
+    CancellationPolicy,
     ChangeRequest,
     DocumentKind,
     FormRequest,
@@ -231,6 +232,74 @@ def test_change_page_shows_the_policy_and_the_late_fee_before_confirming(app_db)
         ).one()
     database.dispose()
     assert change.kind.value == "cancel" and change.fee_cents == 2500 and change.inside_window
+
+
+def _late_change_link(app_db, *, needs_approval: bool) -> tuple[str, int]:
+    """A change link for a visit 6 hours ahead, inside a 12-hour window costing 20 points."""
+    database = _db(app_db)
+    with database.write() as s:
+        appointment = s.scalars(
+            select(Appointment)
+            .where(
+                Appointment.status == AppointmentStatus.SCHEDULED,
+                Appointment.patient_id.is_not(None),
+                Appointment.start_at > utcnow() + timedelta(days=1),
+            )
+            .order_by(Appointment.id)
+            .limit(1)
+        ).one()
+        appointment.start_at = utcnow() + timedelta(hours=6)
+        appointment.end_at = appointment.start_at + timedelta(minutes=30)
+        s.execute(
+            ChangeRequest.__table__.delete().where(ChangeRequest.appointment_id == appointment.id)
+        )
+        for service_id in (None, appointment.service_id):
+            s.add(
+                CancellationPolicy(
+                    clinic_id=appointment.clinic_id,
+                    service_id=service_id,
+                    version=99,
+                    effective_at=utcnow() - timedelta(minutes=1),
+                    window_hours=12,
+                    points_deducted=20,
+                    inside_window_needs_approval=needs_approval,
+                    policy_text="12 hours' notice, please.",
+                )
+            )
+        raw = _raw(patient_links.change_link(s, appointment, "http://x"))
+        appointment_id = appointment.id
+    database.dispose()
+    return raw, appointment_id
+
+
+def test_a_late_cancellation_done_at_once_says_so_on_its_button_not_send_my_request(app_db):
+    """Inside the window with no approval needed, the press cancels the visit at once and
+    charges it: the button says 'Cancel my appointment', not 'Send my request' (a request the
+    patient would expect the practice to look at first). Moving it, or a cancellation the
+    practice reviews, stays a request."""
+    raw, appointment_id = _late_change_link(app_db, needs_approval=False)
+    at = patient_page("change", raw)
+    at.radio(key="patient_change_kind").set_value("cancel").run()
+    assert "cancelling now costs 20 points" in at.warning[0].value
+    labels = [b.label for b in at.button if b.key.startswith("FormSubmitter:patient_change")]
+    assert labels == ["Cancel my appointment"], labels
+    at.radio(key="patient_change_kind").set_value("reschedule").run()
+    labels = [b.label for b in at.button if b.key.startswith("FormSubmitter:patient_change")]
+    assert labels == ["Send my request"], labels
+    at.radio(key="patient_change_kind").set_value("cancel").run()
+    at.checkbox(key="patient_change_agree").check()
+    at.button(key="FormSubmitter:patient_change_form-Cancel my appointment").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "has been cancelled" in at.success[0].value
+    database = _db(app_db)
+    with database.read() as s:
+        assert s.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED
+    database.dispose()
+    raw, _ = _late_change_link(app_db, needs_approval=True)
+    at = patient_page("change", raw)
+    at.radio(key="patient_change_kind").set_value("cancel").run()
+    labels = [b.label for b in at.button if b.key.startswith("FormSubmitter:patient_change")]
+    assert labels == ["Send my request"], labels
 
 
 def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):

@@ -82,7 +82,7 @@ def render(token: str) -> None:
             )
         reason = st.text_area("Reason (optional)", max_chars=1000, key="patient_change_reason")
         agreed = st.checkbox("I have read the cancellation policy", key="patient_change_agree")
-        submitted = st.form_submit_button("Send my request", type="primary")
+        submitted = st.form_submit_button(_send_label(view, kind), type="primary")
     if submitted and not agreed:
         st.error("Please confirm that you have read the cancellation policy.")
     elif submitted:
@@ -99,3 +99,11 @@ def render(token: str) -> None:
             mark_done("change", token, message)
             st.rerun()
     st.session_state[seen] = view.terms
+
+
+def _send_label(view: patient_links.ChangeView, kind: str) -> str:
+    """What the press does: a cancellation the policy accepts at once (core.requests.changes:
+    auto-accepted, or inside the window with no approval needed) is done, and charged, there
+    and then, so its button says so; anything else goes to the practice as a request."""
+    at_once = view.auto_accept or (view.inside_window and not view.needs_approval)
+    return "Cancel my appointment" if kind == "cancel" and at_once else "Send my request"
