@@ -84,12 +84,15 @@ def test_patient_answers_and_sees_the_thank_you_page(database, survey_token):
         assert response.comment == "<img src=x onerror=alert(1)> **bold**"
         assert session.get(Appointment, appointment_id).feedback_status == FeedbackStatus.COLLECTED
 
-    again = open_link(token)  # the link is used: another browser is told it was answered
+    # the link is used: another browser is told it was answered, under a heading and as
+    # news, not as an error in red on a page of nothing else
+    again = open_link(token)
     assert not again.exception, again.exception
-    assert [e.value for e in again.error] == [
+    assert [t.value for t in again.title] == ["This survey is closed"]
+    assert [i.value for i in again.info] == [
         "You have answered the survey for this visit already. Thank you!"
     ]
-    assert not again.title and not again.radio
+    assert not again.error and not again.radio
 
 
 def test_missing_answers_are_explained_and_nothing_is_stored(database, survey_token):
