@@ -815,6 +815,24 @@ def test_the_patients_calendar_shades_no_hours_and_speaks_their_clinics_locale(a
     assert options["locale"] == "en-us" and options["eventTimeFormat"]["hour12"]
 
 
+def test_the_patients_calendar_legend_names_only_the_states_of_their_own_visits(app_db):
+    """The legend under a patient's calendar explains the colours on it: the states of their
+    own visits, not the staff calendar's whole list ('Out of office', 'Held (original time)',
+    states none of their visits is in), which on a phone ran to three lines of labels."""
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Calendar"
+    at.run()
+    assert not at.exception, at.exception
+    component = next(e for e in at.main if e.type == "component_instance")
+    colours = {e["color"] for e in json.loads(component.proto.json_args)["events"]}
+    legend = next(m.value for m in at.markdown if "border-radius:4px" in m.value)
+    named = re.findall(r">([^<]+)</span>", legend)
+    assert "Scheduled" in named
+    assert "Out of office" not in named and "Held (original time)" not in named
+    assert len(named) == len(colours), (named, colours)  # one label a colour on the calendar
+
+
 def test_a_patient_of_both_demo_clinics_sees_each_in_its_own_money_zone_and_clock(app_db):
     """Nora White has visits at Harbour Street (GBP, London) and Lakeside (USD, New York)."""
     database = _db(app_db)

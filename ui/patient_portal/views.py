@@ -15,7 +15,7 @@ from core.kernel.money import weekday_name
 from core.portal import home
 from core.portal import waitlist as portal_waitlist
 from core.portal.patient_links import TIME_OF_DAY_LABELS
-from core.scheduling.calendar import legend
+from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
 from ui import calendar_widget
 from ui.context import database, show_error
 from ui.locale import date_picker
@@ -55,7 +55,11 @@ def calendar(view: home.Home) -> None:
     opts["height"] = 620
     opts["displayEventTime"] = False  # each title gives its time in its own clinic's locale
     calendar_widget.render(view.calendar_events(), opts, key=f"portal_calendar_{label}")
-    calendar_widget.legend(legend()[:-1])
+    # the colours on this calendar only: the states of the patient's own visits
+    if shown := {a.status for a in view.upcoming + view.history if a.start_iso}:
+        calendar_widget.legend(
+            [(STATUS_LABELS[s], c) for s, c in STATUS_COLOURS.items() if s in shown]
+        )
     if view.several_clinics:
         st.caption(
             f"Each visit is shown at its clinic's local time; today is today at "
