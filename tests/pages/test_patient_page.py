@@ -616,7 +616,8 @@ def test_a_visits_forms_link_lists_them_and_each_is_answered_there_once(app_db):
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Your forms"]
     rows = [m.value for m in at.markdown]
-    assert "Hello Łucja, please complete 2 of these before your visit." in rows
+    # both to do: 'these 2 forms', not '2 of these', which reads as a choice of two of more
+    assert "Hello Łucja, please complete these 2 forms before your visit." in rows
     assert "Questionnaire: Health \\*questionnaire\\* :orange-badge[To complete]" in rows
     assert "Consent: Consent :orange-badge[To complete]" in rows
     at.button(key=f"patient_visit_forms_open_{ids['questionnaire']}").click().run()
@@ -627,7 +628,7 @@ def test_a_visits_forms_link_lists_them_and_each_is_answered_there_once(app_db):
     assert "answers have been sent" in at.success[0].value
     rows = [m.value for m in at.markdown]
     assert "Questionnaire: Health \\*questionnaire\\* :green-badge[Answered]" in rows
-    assert "Hello Łucja, please complete 1 of these before your visit." in rows
+    assert "Hello Łucja, please complete the 1 form still to do before your visit." in rows
     assert f"patient_visit_forms_open_{ids['questionnaire']}" not in [b.key for b in at.button]
     database = _db(app_db)
     with database.read() as session:

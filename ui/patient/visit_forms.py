@@ -21,6 +21,18 @@ def _key(token: str, what: str) -> str:
     return f"patient_visit_forms_{what}_{hashlib.sha256(token.encode()).hexdigest()[:16]}"
 
 
+def _still_to_do(todo: int, forms: int) -> str:
+    """The forms left, in words: 'these 3 forms' while none is done ('3 of these' read as a
+    choice of three), 'the 1 form still to do' once some are."""
+    if not todo:
+        return "your forms are all done. Thank you!"
+    forms_word = "form" if todo == 1 else "forms"
+    if todo == forms:
+        which = "this form" if todo == 1 else f"these {todo} forms"
+        return f"please complete {which} before your visit."
+    return f"please complete the {todo} {forms_word} still to do before your visit."
+
+
 def render(token: str) -> None:
     try:
         listing = public_read(after_booking.visit_forms, token)
@@ -34,14 +46,7 @@ def render(token: str) -> None:
     if done := st.session_state.pop(_key(token, "done"), None):
         st.success(escape(done), icon=":material/check_circle:")
     todo = sum(f.state == "outstanding" for f in listing.forms)
-    st.markdown(
-        f"Hello {escape(listing.first_name)}, "
-        + (
-            f"please complete {todo} of these before your visit."
-            if todo
-            else "your forms are all done. Thank you!"
-        )
-    )
+    st.markdown(f"Hello {escape(listing.first_name)}, {_still_to_do(todo, len(listing.forms))}")
     opened = st.session_state.get(_key(token, "open"))
     for form in listing.forms:
         left, right = st.columns([3, 1], vertical_alignment="center")
