@@ -241,6 +241,11 @@ def test_cancelling_asks_for_the_two_button_confirmation(app_db):
     assert any(
         "zero points balance locks online requests" in str(x.value) for x in [*at.info, *at.warning]
     )
+    assert at.button(key="portal_change_yes").label == "Yes, pretty sure"
+    # a move asks nothing 'are you sure' about: its button says what it sends
+    at.radio(key="portal_change_kind").set_value("reschedule").run()
+    assert at.button(key="portal_change_yes").label == "Ask to move it"
+    at.radio(key="portal_change_kind").set_value("cancel").run()
     at.button(key="portal_change_no").click().run()
     assert "portal_change_yes" not in [b.key for b in at.button]
     at.button(key=f"portal_change_{appointment_id}").click().run()
@@ -294,6 +299,10 @@ def test_the_late_cancel_warning_names_a_share_of_the_visits_price(app_db):
         f"cancelling now costs a fee of 50% of the visit's price ({escape(amount)} for this visit)"
     )
     assert any(said in w.value for w in at.warning), [w.value for w in at.warning]
+    # in the patient's words (the link's page says the same), not the policy's 'window'
+    warned = " ".join(w.value for w in at.warning)
+    assert "Your appointment is less than 24 hours away: cancelling now costs" in warned
+    assert "window" not in warned, warned
     at.button(key="portal_change_yes").click().run()
     assert not at.exception and not at.error
     database = _db(app_db)

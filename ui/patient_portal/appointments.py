@@ -258,7 +258,8 @@ def _change(appointment_id: int) -> None:
     seen = f"portal_change_terms_{appointment_id}"
     shown = st.session_state.get(seen)  # the terms of the page the patient pressed on
     st.session_state[seen] = view.terms
-    if yes.button("Yes, pretty sure", key="portal_change_yes", type="primary"):
+    sure = "Ask to move it" if kind == "reschedule" else "Yes, pretty sure"
+    if yes.button(sure, key="portal_change_yes", type="primary"):
         change = {"kind": kind, "requested_day": day, "time_of_day": moment, "reason": reason}
         done = act(home.ask_change, _me(), appointment_id, **change, shown=shown)
         if done:
@@ -274,7 +275,10 @@ def _cancel_warning(view: home.ChangePreview) -> None:
     if view.inside_window:
         costs = [f"a fee of {escape(view.fee)}" if view.fee else "", f"{view.points} points"]
         cost = " and ".join(c for c in costs if c and c != "0 points") or "nothing"
-        text = f"**Are you sure?** You are inside the window: cancelling now costs {cost}."
+        text = (
+            f"**Are you sure?** Your appointment is less than {view.window_hours} hours away: "
+            f"cancelling now costs {cost}."
+        )
         if view.locks:
             text += " Your balance would be zero, which locks online requests."
         st.warning(f"{text} {general}", icon=":material/warning:")
