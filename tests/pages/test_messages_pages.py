@@ -329,8 +329,10 @@ def test_patient_signs_a_consent_through_the_link(app_db):
     # the link opened again (another tab, the email the next day): why, not a dead end
     again = patient_page("form", raw)
     assert not again.exception, again.exception
-    assert [e.value for e in again.error] == ["This consent was signed already. Thank you!"]
-    assert not again.title and not again.button
+    # under a heading, as news: not a red error alone on an empty page
+    assert [t.value for t in again.title] == ["This form is closed"]
+    assert [i.value for i in again.info] == ["This consent was signed already. Thank you!"]
+    assert not again.error and not again.button
 
 
 def test_the_outbox_offers_a_retry_only_when_a_message_waits_for_one(app_as, app_db):

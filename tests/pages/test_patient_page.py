@@ -655,9 +655,10 @@ def test_a_cancelled_visits_forms_link_says_its_forms_are_closed(app_db):
     database.dispose()
     at = patient_page("visit_forms", raw)
     assert not at.exception, at.exception
-    assert [e.value for e in at.error] == [
+    assert [t.value for t in at.title] == ["These forms are closed"]
+    assert [i.value for i in at.info] == [
         "This appointment is no longer scheduled, so its forms are closed. Please contact the "
         "practice."
     ]
-    assert not at.title and not at.button
+    assert not at.error and not at.button
     _only_invalid(patient_page("visit_forms", raw[:-1]))

@@ -43,19 +43,36 @@ def public_read(reader: Callable[..., T], token: str, *args: Any, **kwargs: Any)
         return reader(session, token, *args, **kwargs)
 
 
-def public_write(service: Callable[..., T], token: str, *args: Any, **kwargs: Any) -> T | None:
+def public_write(
+    service: Callable[..., T],
+    token: str,
+    *args: Any,
+    closed_title: str | None = None,
+    **kwargs: Any,
+) -> T | None:
     """Run a public service in one transaction; show a domain error (LinkInvalid goes up to
-    the dispatcher's neutral page) and return None."""
+    the dispatcher's neutral page) and return None. With `closed_title` the error is what
+    became of the link (answered, signed, replaced, its visit cancelled): the page is closed()."""
     try:
         with database().write() as session:
             return service(session, token, *args, **kwargs)
     except LinkInvalid:
         raise
     except DomainError as error:
-        show_error(error)
+        if closed_title:
+            closed(closed_title, error)
+        else:
+            show_error(error)
         return None
     finally:
         caches.clear_for(service)
+
+
+def closed(title: str, error: DomainError) -> None:
+    """A link whose business is over, opened again (a second tab, the email the next day): a
+    heading and what became of it as news, not a red error alone on an empty page."""
+    st.title(title)
+    st.info(escape(str(error)), icon=":material/info:")
 
 
 def _done_key(purpose: str, token: str) -> str:

@@ -25,8 +25,13 @@ def _view(token: str):
     """Opened (and audited) once per browser session, not on every rerun."""
     key = f"patient_form_view_{hashlib.sha256(token.encode()).hexdigest()[:16]}"
     if key not in st.session_state:
-        view = public_write(after_booking.open_form, token, client_address=client_address())
-        if view is None:
+        view = public_write(
+            after_booking.open_form,
+            token,
+            client_address=client_address(),
+            closed_title="This form is closed",
+        )
+        if view is None:  # signed, answered or read already, replaced, its visit closed
             st.stop()
         st.session_state[key] = view
     return st.session_state[key]

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.feedback import surveys
 from core.kernel.errors import DomainError, LinkInvalid
-from ui.patient import mark_done, public_read, public_write, show_done
+from ui.patient import closed, mark_done, public_read, public_write, show_done
 from ui.text import escape
 
 THANKS = "Thank you for your feedback! It helps us improve the care we give."
@@ -22,8 +22,7 @@ def render(token: str) -> None:
     except LinkInvalid:
         raise
     except DomainError as error:  # answered already, or a newer link was sent: say so
-        st.title("This survey is closed")
-        st.info(escape(str(error)), icon=":material/rate_review:")
+        closed("This survey is closed", error)
         return
     st.title(f"How was your visit to {escape(form.clinic_name)}?")
     provider = f" with {escape(form.provider_name)}" if form.provider_name else ""

@@ -11,8 +11,7 @@ import streamlit as st
 
 from core.forms import after_booking
 from core.kernel.errors import DomainError, LinkInvalid
-from ui.context import show_error
-from ui.patient import client_address, escape, public_read, public_write
+from ui.patient import client_address, closed, escape, public_read, public_write
 from ui.patient.form import FORM_ACTIONS, FORM_STATES, fields, show_document
 
 
@@ -39,7 +38,7 @@ def render(token: str) -> None:
     except LinkInvalid:
         raise
     except DomainError as error:  # the visit was cancelled, declined or missed: say so
-        show_error(error)
+        closed("These forms are closed", error)
         return
     st.title("Your forms")
     st.caption(escape(f"{listing.clinic} · your appointment on {listing.when}"))
