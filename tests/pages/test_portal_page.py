@@ -914,6 +914,12 @@ def test_the_practices_survey_questions_reach_the_portal_as_text(app_db):
     assert not at.exception, at.exception
     assert at.radio(key="portal_survey_odd").label == escape(HOSTILE)
     assert not unescaped(at), unescaped(at)
+    # the scale in words, as the emailed survey gives it: which end of 1-5 is good, and that
+    # the practice's own questions may be left
+    rating = at.radio(key="portal_survey_rating").label
+    assert rating == "Overall, how would you rate your visit? (1 = poor, 5 = excellent)"
+    said = [c.value for c in at.caption]
+    assert "Optional: rate each from 1 (poor) to 5 (excellent)." in said, said
 
 
 def test_the_points_history_opens_with_the_opening_balance_and_adds_up(app_db):

@@ -12,6 +12,9 @@ from ui.text import escape
 
 THANKS = "Thank you for your feedback! It helps us improve the care we give."
 SCALE = [1, 2, 3, 4, 5]
+# the scale in words, here and in the portal's survey (ui.patient_portal.views)
+RATING = "Overall, how would you rate your visit? (1 = poor, 5 = excellent)"
+OPTIONAL = "Optional: rate each from 1 (poor) to 5 (excellent)."
 
 
 def render(token: str) -> None:
@@ -37,13 +40,13 @@ def render(token: str) -> None:
             key="survey_nps",
         )
         rating = st.radio(
-            "Overall, how would you rate your visit? (1 = poor, 5 = excellent)",
+            RATING,
             SCALE,
             index=None,
             horizontal=True,
             key="survey_rating",
         )
-        st.caption("Optional: rate each from 1 (poor) to 5 (excellent).")
+        st.caption(OPTIONAL)
         answers = {
             key: st.radio(escape(label), SCALE, index=None, horizontal=True, key=f"survey_q_{key}")
             for key, label in form.questions

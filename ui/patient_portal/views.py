@@ -20,6 +20,7 @@ from ui import calendar_widget
 from ui.context import database, show_error
 from ui.locale import date_picker
 from ui.patient import escape
+from ui.patient import survey as survey_words
 from ui.patient_portal import act, flash
 from ui.patient_portal.appointments import card
 from ui.text import show_table
@@ -102,12 +103,10 @@ def survey(view: home.Home, appointment_id: int) -> None:
             key="portal_survey_nps",
         )
         rating = st.radio(
-            "Overall, how would you rate your visit?",
-            SCALE,
-            index=None,
-            horizontal=True,
-            key="portal_survey_rating",
+            survey_words.RATING, SCALE, index=None, horizontal=True, key="portal_survey_rating"
         )
+        if form.questions:
+            st.caption(survey_words.OPTIONAL)
         answers = {
             key: st.radio(
                 escape(label), SCALE, index=None, horizontal=True, key=f"portal_survey_{key}"
