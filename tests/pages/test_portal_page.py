@@ -946,6 +946,11 @@ def test_the_points_history_opens_with_the_opening_balance_and_adds_up(app_db):
     # the balance each line left, newest first: it ends at the balance shown above it
     assert table["Balance"].iloc[0] == balance and table["Balance"].iloc[-1] == 100
     assert not any(str(v).startswith("#") for v in table["Appointment"])  # the visit in words
+    # on a phone (390 px) what happened and its points come first, in columns that fit the
+    # screen together, the date after them: the date first left only it and half of 'What'
+    assert list(table.columns[:3]) == ["What", "Points", "Balance"], list(table.columns)
+    widths = {name: c.get("width") for name, c in json.loads(at.dataframe[0].proto.columns).items()}
+    assert (widths["What"], widths["Points"], widths["Balance"]) == ("medium", "small", "small")
 
 
 def test_a_survey_answered_through_the_emailed_link_meanwhile_is_said_so_in_the_portal(app_db):

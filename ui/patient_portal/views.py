@@ -130,19 +130,30 @@ def points(view: home.Home) -> None:
     st.caption(f"One point is worth {worth} when you pay in advance.")
     if view.locked:
         st.warning(escape(view.locked_text), icon=":material/lock:")
+    # what happened and its points first, in widths that fit a phone's screen together (390
+    # px), the date after them: date first, a phone showed only it and half of 'What'
     rows = [
         {
-            "When": view.ledger_time(r),
             "What": r.words,
             "Points": r.points,
             "Balance": r.balance_after,
+            "When": view.ledger_time(r),
             "Appointment": view.visit_names.get(r.appointment_id, ""),
         }
         for r in view.ledger
         if r.points
     ]
     if rows:
-        show_table(pd.DataFrame(rows), hide_index=True, key="portal_ledger")
+        show_table(
+            pd.DataFrame(rows),
+            hide_index=True,
+            key="portal_ledger",
+            column_config={
+                "What": st.column_config.TextColumn(width="medium"),
+                "Points": st.column_config.NumberColumn(width="small"),
+                "Balance": st.column_config.NumberColumn(width="small"),
+            },
+        )
 
 
 def history(view: home.Home) -> None:
