@@ -824,6 +824,21 @@ def test_the_patients_calendar_shades_no_hours_and_speaks_their_clinics_locale(a
     assert options["locale"] == "en-us" and options["eventTimeFormat"]["hour12"]
 
 
+def test_the_patients_calendar_pages_to_other_months_with_its_own_buttons(app_db):
+    """A visit next month was out of reach on the portal's calendar: it opened on this month
+    with the staff calendar's toolbar, title only (staff page by Streamlit's buttons). The
+    patient's events are all in it, so FullCalendar's own previous, next and today buttons
+    page through them (checked in Chromium at 390 px)."""
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Calendar"
+    at.run()
+    assert not at.exception, at.exception
+    component = next(e for e in at.main if e.type == "component_instance")
+    toolbar = json.loads(component.proto.json_args)["options"]["headerToolbar"]
+    assert toolbar == {"left": "prev,next", "center": "title", "right": "today"}, toolbar
+
+
 def test_the_patients_calendar_legend_names_only_the_states_of_their_own_visits(app_db):
     """The legend under a patient's calendar explains the colours on it: the states of their
     own visits, not the staff calendar's whole list ('Out of office', 'Held (original time)',

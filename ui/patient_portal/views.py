@@ -54,6 +54,10 @@ def calendar(view: home.Home) -> None:
         locale=view.locale,
     )
     opts["height"] = 620
+    # every visit of the patient's is in the events: FullCalendar's own buttons page through
+    # them (the staff calendar, which reads one window at a time, hides them)
+    opts["headerToolbar"] = {"left": "prev,next", "center": "title", "right": "today"}
+    opts["buttonText"] = {"today": "Today"}
     opts["displayEventTime"] = False  # each title gives its time in its own clinic's locale
     calendar_widget.render(view.calendar_events(), opts, key=f"portal_calendar_{label}")
     # the colours on this calendar only: the states of the patient's own visits
