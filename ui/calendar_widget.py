@@ -280,7 +280,7 @@ def legend(items: list[tuple[str, str]]) -> None:
     st.markdown(
         " ".join(
             f'<span style="background:{colour};color:{ink(colour)};border-radius:4px;'
-            f'padding:2px 8px;margin-right:4px;font-size:0.8rem">{label}</span>'
+            f'padding:2px 8px;margin-right:4px;font-size:0.8rem;white-space:nowrap">{label}</span>'
             for label, colour in items
         ),
         unsafe_allow_html=True,

@@ -855,6 +855,8 @@ def test_the_patients_calendar_legend_names_only_the_states_of_their_own_visits(
     assert "Scheduled" in named
     assert "Out of office" not in named and "Held (original time)" not in named
     assert len(named) == len(colours), (named, colours)  # one label a colour on the calendar
+    # a label wraps whole to the next line, never 'Checked' on one and 'in' on the next
+    assert legend.count("white-space:nowrap") == len(named), legend
 
 
 def test_a_patient_of_both_demo_clinics_sees_each_in_its_own_money_zone_and_clock(app_db):
