@@ -908,7 +908,11 @@ def test_a_patient_of_both_demo_clinics_sees_each_in_its_own_money_zone_and_cloc
     sent = json.loads(component.proto.json_args)
     assert sent["options"]["displayEventTime"] is False  # each title carries its own clock
     assert any(e["title"].startswith(("1", "2", "0")) for e in sent["events"])
-    assert any(home_clinic.name in c.value for c in at.caption)  # the calendar says whose today
+    # the calendar says whose today, in a sentence ('today is today at ...' said nothing)
+    assert (
+        "Each visit is shown at its clinic's local time; the highlighted day is today's date at "
+        f"{home_clinic.name}, where you booked last."
+    ) in [c.value for c in at.caption], [c.value for c in at.caption]
 
 
 def test_the_practices_survey_questions_reach_the_portal_as_text(app_db):

@@ -67,8 +67,8 @@ def calendar(view: home.Home) -> None:
         )
     if view.several_clinics:
         st.caption(
-            f"Each visit is shown at its clinic's local time; today is today at "
-            f"{escape(view.home_clinic)}, where you booked last."
+            "Each visit is shown at its clinic's local time; the highlighted day is today's "
+            f"date at {escape(view.home_clinic)}, where you booked last."
         )
 
 
