@@ -36,6 +36,7 @@ from db.models import (
     Service,
     ServiceDocument,
     Source,
+    TimeOfDay,
 )
 from db.types import utcnow
 from tests.factories import make_user
@@ -302,6 +303,48 @@ def test_a_late_cancellation_done_at_once_says_so_on_its_button_not_send_my_requ
     assert labels == ["Send my request"], labels
 
 
+def _choose(at: AppTest, treatment: tuple[str, int] | None = ("service", 1)) -> None:
+    """The booking form's treatment (a Consultation unless given) and time of day (morning):
+    neither is chosen until the patient chooses."""
+    if treatment:
+        at.selectbox(key="patient_booking_service").set_value(treatment)
+    at.selectbox(key="patient_booking_time").set_value(TimeOfDay.MORNING)
+
+
+def test_the_booking_form_chooses_no_treatment_or_time_for_the_patient(app_db):
+    """A new patient skimming the form on a phone sent 'Blood test, early morning (before
+    9:00)': the first treatment and the first time of day stood chosen. Both start empty
+    ('Choose a treatment', 'Choose a time of day'), and a request without them says which to
+    choose, nothing stored."""
+    database = _db(app_db)
+    with database.write() as s:
+        owner = make_user(s, "h15owner", Role.OWNER)
+        raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
+    at = patient_page("booking", raw)
+    assert at.selectbox(key="patient_booking_service").value is None
+    assert at.selectbox(key="patient_booking_time").value is None
+    at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
+    at.text_input(key="patient_booking_first").input("Robin")
+    at.text_input(key="patient_booking_last").input("Empty")
+    at.text_input(key="patient_booking_email").input("robin.empty@example.org")
+    at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+    assert [e.value for e in at.error] == ["Please choose a treatment from the list."]
+    at.selectbox(key="patient_booking_service").set_value(("service", 1))
+    at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+    assert [e.value for e in at.error] == ["Please choose a time of day."]
+    with database.read() as s:
+        assert not s.scalars(select(Patient).where(Patient.last_name == "Empty")).all()
+    at.selectbox(key="patient_booking_time").set_value(TimeOfDay.AFTERNOON)
+    at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+    assert not at.error and "your request has been received" in at.success[0].value
+    with database.read() as s:
+        asked = s.scalars(
+            select(Appointment).join(Patient).where(Patient.last_name == "Empty")
+        ).one()
+        assert (asked.service_id, asked.time_of_day) == (1, TimeOfDay.AFTERNOON)
+    database.dispose()
+
+
 def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
     database = _db(app_db)
     with database.write() as s:
@@ -311,6 +354,7 @@ def test_public_booking_request_lands_in_the_queue_and_is_rate_limited(app_db):
         at = patient_page("booking", raw)
         assert at.title[0].value.startswith("Request an appointment at Harbour Street Clinic")
         day = utcnow().date() + timedelta(days=5 + attempt)  # one request, not the same again
+        _choose(at)
         at.date_input(key="patient_booking_day").set_value(day)
         at.date_input(key="patient_booking_dob").set_value(date(1979, 3, 8))  # optional
         at.text_input(key="patient_booking_first").input("Robin")
@@ -340,6 +384,7 @@ def test_a_public_request_ticking_texts_for_a_landline_is_told_what_to_do(app_db
         owner = make_user(s, "h8owner", Role.OWNER)
         raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
     at = patient_page("booking", raw)
+    _choose(at)
     at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
     at.text_input(key="patient_booking_first").input("Robin")
     at.text_input(key="patient_booking_last").input("Hart")
@@ -378,6 +423,7 @@ def test_a_public_request_asks_consent_to_email_and_to_texts_in_two_boxes(
         ("You may text me about my appointments", False),
     ]
     (email if email_box else texts).check()
+    _choose(at)
     at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
     at.text_input(key="patient_booking_first").input("Robin")
     at.text_input(key="patient_booking_last").input("Boxes")
@@ -404,6 +450,7 @@ def test_the_same_booking_request_sent_twice_is_received_once(app_db):
     said = []
     for _ in range(2):
         at = patient_page("booking", raw)
+        _choose(at)
         at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
         at.text_input(key="patient_booking_first").input("Robin")
         at.text_input(key="patient_booking_last").input("Hart")
@@ -433,6 +480,7 @@ def test_the_booking_answer_comes_no_sooner_for_a_new_contact_than_for_a_known_o
     database.dispose()
     for first, last, email in (known, ("Robin", "Hart", "robin.hart@example.org")):
         at = patient_page("booking", raw)
+        _choose(at)
         at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
         at.text_input(key="patient_booking_first").input(first)
         at.text_input(key="patient_booking_last").input(last)
@@ -457,6 +505,7 @@ def test_public_booking_request_offers_the_packages_after_the_services(app_db):
     with database.read() as s:
         renewal = s.scalar(select(Package.id).where(Package.name == "Skin renewal"))
     treatments.set_value(("package", renewal))
+    _choose(at, treatment=None)
     at.date_input(key="patient_booking_day").set_value(utcnow().date() + timedelta(days=5))
     at.text_input(key="patient_booking_first").input("Rowan")
     at.text_input(key="patient_booking_last").input("Ashe")

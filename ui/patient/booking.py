@@ -31,10 +31,14 @@ def render(token: str) -> None:
         ("package", i): name for i, name in view.packages
     }
     with st.form("patient_booking_form"):
+        # nothing chosen for the patient: a first treatment or time of day standing chosen
+        # went out as asked ('Blood test, early morning') from a form skimmed on a phone
         treatment = st.selectbox(
             "Treatment",
             list(treatments),
+            index=None,
             format_func=treatments.get,
+            placeholder="Choose a treatment",
             key="patient_booking_service",
         )
         day = st.date_input(
@@ -48,7 +52,9 @@ def render(token: str) -> None:
         moment = st.selectbox(
             "Time of day",
             list(patient_links.TIME_OF_DAY_LABELS),
+            index=None,
             format_func=patient_links.TIME_OF_DAY_LABELS.get,
+            placeholder="Choose a time of day",
             key="patient_booking_time",
         )
         first, last = st.columns(2)
