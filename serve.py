@@ -141,17 +141,24 @@ async def portal_sign_in_form(request: Request) -> Response:
     )
 
 
-def _portal_start(raw: str) -> str | None:
+def _portal_start(raw: str, signed_in: str | None) -> str | None:
+    """The cookie of a new portal session for a live link, or of the browser's own session for
+    its patient's spent link tapped again (`signed_in_already`); None for a dead link."""
     try:
         with _db().write() as session:
             return portal_sign_in.start_session(session, raw)
     except LinkInvalid:
-        return None
+        pass
+    idle = load_settings().portal_idle_minutes
+    with _db().write() as session:
+        again = portal_sign_in.signed_in_already(session, raw, signed_in, idle)
+    return signed_in if again else None
 
 
 async def portal_open_session(request: Request) -> Response:
     raw = str((await request.form()).get("t", ""))
-    cookie = await run_in_threadpool(_portal_start, raw) if raw else None
+    signed_in = request.cookies.get(portal_sign_in.COOKIE)
+    cookie = await run_in_threadpool(_portal_start, raw, signed_in) if raw else None
     if cookie is None:
         return _portal_page(
             "<p>This sign-in link is not valid any more (each works once, for "

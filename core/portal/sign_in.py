@@ -352,6 +352,19 @@ def resume(
     return touch(session, session_id_for(session, cookie), idle_minutes, now=now)
 
 
+def signed_in_already(
+    session: Session, raw: str | None, cookie: str | None, idle_minutes: int
+) -> bool:
+    """Whether a sign-in link that opens no session any more (used, expired) was tapped in a
+    browser still signed in as the link's own patient (the email opened again): the portal
+    opens for them instead of the dead link's page. Another patient's link, or no live
+    session, gets the dead link's page, as before."""
+    token = tokens.find(session, raw, PURPOSE)
+    if token is None:
+        return False
+    return resume(session, cookie, idle_minutes) == token.subject_id
+
+
 def end_session(session: Session, session_id: int | None) -> None:
     row = session.get(PortalSession, session_id) if session_id else None
     if row is not None and row.ended_at is None:

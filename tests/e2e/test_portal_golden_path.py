@@ -109,6 +109,17 @@ def test_the_patient_signs_in_pays_answers_and_cancels_and_staff_see_the_payment
     page.get_by_role("button", name="Sign in to my portal").click()
     expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible(timeout=30000)
     wait_for_app_idle(page)
+    # the email's link tapped again opens the portal in the browser signed in by it, and is
+    # spent in any other
+    page.goto(link)
+    page.get_by_role("button", name="Sign in to my portal").click()
+    expect(page.get_by_role("heading", name=re.compile("^Hello"))).to_be_visible(timeout=30000)
+    wait_for_app_idle(page)
+    elsewhere = chromium_browser.new_context().new_page()
+    elsewhere.goto(link)
+    elsewhere.get_by_role("button", name="Sign in to my portal").click()
+    expect(elsewhere.get_by_text("This sign-in link is not valid any more")).to_be_visible()
+    elsewhere.context.close()
     expect(_points(page)).to_have_text(f"{1000:,}", timeout=20000)  # the clinic's locale
 
     page.get_by_role("tab", name="Calendar").click()

@@ -114,6 +114,28 @@ def test_an_enrolled_patient_gets_a_one_time_link_that_opens_a_session_once(db, 
         sign_in.start_session(s, raw)
 
 
+def test_a_spent_sign_in_link_tapped_again_opens_the_portal_only_for_its_own_patient(db, world):
+    """The email's link opened a second time: the browser still signed in by it goes on to the
+    portal; without that session, or signed in as someone else, it is a dead link."""
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        other = make_patient(s, first_name="Kim", email="kim@example.org").id
+    _enrol(db, other)
+    with db.write() as s:
+        raw = sign_in.issue_sign_in(s, world.patient_id)
+        theirs = sign_in.start_session(s, sign_in.issue_sign_in(s, other))
+    with db.write() as s:
+        cookie = sign_in.start_session(s, raw)
+    with db.write() as s:
+        assert sign_in.signed_in_already(s, raw, cookie, 30)
+        assert not sign_in.signed_in_already(s, raw, theirs, 30)
+        assert not sign_in.signed_in_already(s, raw, None, 30)
+        assert not sign_in.signed_in_already(s, "forged", cookie, 30)
+        sign_in.end_session(s, sign_in.session_id_for(s, cookie))
+    with db.write() as s:
+        assert not sign_in.signed_in_already(s, raw, cookie, 30)
+
+
 def test_unknown_and_unenrolled_addresses_get_the_same_answer_and_no_message(db, world):
     with db.write() as s:
         unknown = sign_in.request_sign_in(s, "nobody@example.org", base_url=BASE)
