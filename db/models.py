@@ -30,6 +30,8 @@ from sqlalchemy import (
     and_,
     event,
     false,
+    func,
+    literal,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -741,11 +743,30 @@ class SurveyResponse(Base):
 # ---------------------------------------------------------------- notifications
 
 
+def address_key(address):
+    """An address as the outbox's search looks it up (ix_notifications_address_key): lower
+    case, without the separators a phone number is typed with (space - ( ) . +), so an email
+    typed in any case, or a number typed in any form, is one key whichever way it was stored
+    (core.messaging.notify reads a typed number's forms; an email's key it checks again)."""
+    for char in (" ", "-", "(", ")", ".", "+"):  # literals: an index matches no parameter
+        address = func.replace(
+            address, literal(char, literal_execute=True), literal("", literal_execute=True)
+        )
+    return func.lower(address)
+
+
 class Notification(Base):
     """The outbox: written in the same transaction as the change that causes it."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index(None, "status", "next_attempt_at"), Index(None, "patient_id"))
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "patient_id"),
+        # the Notifications page's template filter (core.messaging.notify.list_outbox): a
+        # page is the template's range read back from its newest (a status checked in it),
+        # the counts by status that range alone (migration 0032)
+        Index(None, "template", "id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
@@ -778,6 +799,9 @@ class Notification(Base):
         cascade="all, delete-orphan",
         passive_deletes=True,
     )
+
+
+Index("ix_notifications_address_key", address_key(Notification.to_address))
 
 
 class NotificationAttachment(Base):

@@ -53,7 +53,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from sqlalchemy import and_, func, or_, select, update
+import phonenumbers
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,7 +63,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_format, clinic_time, format_money
-from core.kernel.phones import bare_phone, dialled
+from core.kernel.phones import bare_phone, dialled, practice_regions
 from core.kernel.text import clean, plain_words
 from core.messaging import attachments, delivery, recipients, sms_parts, visit_calendar
 from core.messaging.delivery import MAX_ATTEMPTS
@@ -76,6 +77,7 @@ from db.models import (
     Patient,
     StopKind,
     User,
+    address_key,
 )
 from db.types import utcnow
 
@@ -1183,14 +1185,39 @@ def channel_title(channel: str) -> str:
     return CHANNEL_WORDS[Channel(channel)].capitalize()
 
 
-def _outbox_where(template: str | None, search: str) -> list:
+def _number_forms(typed: str, regions: tuple[str, ...]) -> list[str]:
+    """The digits a number typed (a whole one) has in each form a text's address may have been
+    stored in: a patient's phone as typed on their record, so with its country code or
+    without, a trunk 0 or none, 00 for the +; read in each of the practice's countries
+    (core.kernel.phones.practice_regions), as a national form may belong to any of them."""
+    forms = {re.sub(r"\D", "", typed)}
+    for region in regions:
+        try:
+            number = phonenumbers.parse(typed, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if not phonenumbers.is_possible_number(number):
+            continue
+        significant = phonenumbers.national_significant_number(number)
+        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+        trunk, code = re.sub(r"\D", "", national), str(number.country_code)
+        # 7700900123, 07700900123, 447700900123, 00447700900123, +44 (0)7700 ...
+        forms |= {significant, trunk, code + significant, "00" + code + significant, code + trunk}
+    return sorted(forms)
+
+
+def _outbox_where(session: Session, template: str | None, search: str) -> list:
     """The outbox screen's filters but status: one template, and a search typed, taken
     literally (a % or _ is that character). A patient's messages are found by their record:
     each word in their names or email (Patient.search_text, as the patient search reads it),
     or a number, however typed, in their phone; then through ix_notifications_patient_id, so
-    the search reads the patients and the messages found, never every message (one to an
-    address they no longer have is found by their name). The clinic's own messages (no
-    patient) by the address they went to: the index's range of no patient, then their rows."""
+    the search reads the patients and the messages found, never every message. Any message,
+    a patient's or the clinic's, by the address it went to, whole, through
+    ix_notifications_address_key (db.models.address_key): an email in any case, a number in
+    any form (`_number_forms`), so one sent to an address its patient no longer has is found
+    by it. The clinic's own messages (no patient) also by a part of their address: the
+    patient index's range of no patient, then their rows. The template through
+    ix_notifications_template_id_status."""
     conditions = []
     if template:
         conditions.append(Notification.template == template)
@@ -1199,14 +1226,31 @@ def _outbox_where(template: str | None, search: str) -> list:
         people, clinic = [], [Notification.to_address.icontains(typed, autoescape=True)]
         if words := plain_words(typed):
             people.append(and_(*(Patient.search_text.contains(w, autoescape=True) for w in words)))
+        key = address_key(Notification.to_address)
         if digits := dialled(typed):  # a number, however it was stored and is typed
             people.append(bare_phone().contains(digits, autoescape=True))
             clinic.append(bare_phone(Notification.to_address).contains(digits, autoescape=True))
+            sent_to = key.in_(_number_forms(typed, practice_regions(session)))
+        else:  # an email, its key (dots and all dropped) checked whole again
+            typed_key = address_key(literal(typed))
+            sent_to = and_(
+                key == typed_key, func.lower(Notification.to_address) == func.lower(typed)
+            )
         found = [and_(Notification.patient_id.is_(None), or_(*clinic))]
         if people:
             patients = select(Patient.id).where(or_(*people))
-            found.append(Notification.patient_id.in_(patients))
-        conditions.append(or_(*found))
+            if session.get_bind().dialect.name == "postgresql":
+                # the patients found, read first, as one array written into the statement:
+                # PostgreSQL reads an IN of a query (a semi-join) into no index's bitmap, so
+                # it read every message; an array from a query in the statement, or a
+                # parameter once the statement is prepared (a generic plan), it searches row
+                # by row; a constant one through a hash, and plans for its size
+                if found_ids := list(session.scalars(patients)):  # ARRAY[] has no type
+                    ids = bindparam("patients", found_ids, ARRAY(Integer), literal_execute=True)
+                    found.append(Notification.patient_id == any_(ids))
+            else:
+                found.append(Notification.patient_id.in_(patients))
+        conditions.append(or_(*found, sent_to))  # the key last: most rows found are before it
     return conditions
 
 
@@ -1226,7 +1270,7 @@ def list_outbox(
     query = (
         select(Notification, Patient.first_name, Patient.last_name)
         .outerjoin(Patient, Patient.id == Notification.patient_id)
-        .where(*_outbox_where(template, search))
+        .where(*_outbox_where(session, template, search))
         .order_by(Notification.id.desc())
     )
     if status:
@@ -1263,7 +1307,7 @@ def outbox_counts(
     ensure(actor, Permission.NOTIFICATIONS_READ)
     rows = session.execute(
         select(Notification.status, func.count())
-        .where(*_outbox_where(template, search))
+        .where(*_outbox_where(session, template, search))
         .group_by(Notification.status)
     ).all()
     counts = {s.value: 0 for s in DeliveryStatus}
