@@ -14,7 +14,7 @@ from ui import actor, refresh, risk, run_action, shown
 from ui.appointment_views import FLASH, show_flash
 from ui.caches import cached
 from ui.context import read
-from ui.front_desk import call_list_panel, confirmed_action, confirmed_caption, require
+from ui.front_desk import confirmed_action, confirmed_caption, require, unconfirmed_panel
 from ui.picks import acted, picked
 from ui.text import escape, plain, show_table
 
@@ -83,7 +83,7 @@ here = next(c for c in found.clinics if c.id == clinic_id)
 st.caption(escape(today.board_day(here.name, here.timezone, here.locale)))  # day and zone
 rows, forms = _rows(me, clinic_id)
 calls = _calls(me, clinic_id)
-call_list_panel(calls)
+unconfirmed_panel(calls)
 counters = st.container()  # above the table, filled once the provider filter is read
 providers = {r.provider_id or ALL: r.provider for r in rows}
 if mine and clinic_id in mine.clinic_ids:

@@ -29,9 +29,10 @@ def require(items: Sized, what: str = "clinic") -> None:
         st.stop()
 
 
-def call_list_panel(calls: list) -> None:
-    """Tomorrow's appointments the patient has not confirmed: the desk's call list (Today)."""
-    label = f"Call list: {len(calls)} unconfirmed for tomorrow"
+def unconfirmed_panel(calls: list) -> None:
+    """Tomorrow's appointments the patient has not confirmed, with their phone numbers (Today).
+    Not named 'Call list': that is Front desk → Call list, the visits at high no-show risk."""
+    label = f"Unconfirmed for tomorrow: {len(calls) or 'none'} to call"
     if not (box := fold(label, "today_calls_open", icon=":material/call:")):
         return  # folded: the table is drawn only once the desk opens it
     with box:

@@ -103,7 +103,7 @@ def call_list_empty(ready: risk_scores.Readiness, me, days: int, fmt: ClinicForm
         return (
             "No visit can be listed yet: the no-show risk is learnt from this practice's own "
             f"past visits, and it has {history(ready, fmt)}. Until then, call from Today's "
-            "Call list (tomorrow's visits not confirmed yet)."
+            "Unconfirmed for tomorrow (tomorrow's visits not confirmed yet)."
         )
     if ready.model == "none":
         return (

@@ -112,7 +112,7 @@ def test_staff_may_not_open_the_settings_but_see_text_replies(app_as, app_db):
     assert all("messages.py" not in str(p) for p in at.session_state)  # no settings state
 
 
-def test_today_shows_confirmation_and_tomorrows_call_list(app_as, app_db):
+def test_today_shows_confirmation_and_tomorrows_unconfirmed(app_as, app_db):
     database = _db(app_db)
     with database.read() as session:
         tz = session.get(Clinic, 1).timezone
@@ -127,7 +127,7 @@ def test_today_shows_confirmation_and_tomorrows_call_list(app_as, app_db):
     database.dispose()
     at = app_as("staff")
     assert not at.exception, at.exception
-    at.session_state["today_calls_open"] = True  # the call list is a fold: open it, as a click
+    at.session_state["today_calls_open"] = True  # tomorrow's unconfirmed are a fold: a click
     at.run()
     frames = [f.value for f in at.dataframe]
     board = next(f for f in frames if "Confirmed" in f.columns)

@@ -171,15 +171,19 @@ def test_provider_filter_narrows_the_board(app_as, app_db):
     assert not at.exception, at.exception
 
 
-def test_the_call_list_is_folded_and_opens_on_tomorrows_unconfirmed_visits(app_as, app_db):
+def test_tomorrows_unconfirmed_visits_are_folded_and_open_on_the_phone_numbers(app_as, app_db):
+    """The fold is named for what it lists, not 'Call list', the name of Front desk → Call
+    list (high no-show risk visits of the next days): a practice took one for the other."""
     tomorrow = utcnow().replace(hour=10, minute=0, second=0, microsecond=0) + timedelta(days=1)
     _add(app_db, tomorrow)  # scheduled, not confirmed by the patient
     at = app_as("staff", PAGE)
 
     def panel():
-        return next(e for e in at.expander if e.label.startswith("Call list: "))
+        return next(e for e in at.expander if e.label.startswith("Unconfirmed for tomorrow: "))
 
-    count = int(panel().label.split()[2])
+    assert not [e for e in at.expander if "call list" in e.label.lower()]
+    assert panel().label.endswith(" to call")
+    count = int(panel().label.split()[3])
     assert count >= 1
     assert not panel().dataframe  # folded: the table is not built
     at.session_state["today_calls_open"] = True  # a click on the fold

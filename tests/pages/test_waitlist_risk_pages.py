@@ -176,7 +176,7 @@ def test_the_empty_call_list_says_why_it_is_empty(app_as, app_db):
         said = _empty_call_list(app_as, role)
         assert said.startswith("No visit can be listed yet")
         assert f"it has 150 with a known outcome (attended or missed) of the {MIN_ROWS} " in said
-        assert "Today's Call list" in said
+        assert "Today's Unconfirmed for tomorrow" in said and "Call list" not in said
     _model(app_db, current=False)
     staff, manager = (_empty_call_list(app_as, role) for role in ("staff", "manager"))
     assert "older set of features" in staff and "older set of features" in manager
