@@ -16,6 +16,7 @@ from ui.booking_form import (
     clear_booked,
     clock_change_notice,
     confirmation_editor,
+    empty_booked,
     free_times_after_refusal,
     keep_length,
     patient_picker,
@@ -43,6 +44,7 @@ me = actor()
 clinics, services, packages = _setup(me)
 require(clinics)
 zones = {c.id: c.timezone for c in clinics}
+empty_booked("book")  # after a booking: a fresh form, in the browser too
 apply_prefill("book", zones)  # a slot selected on the calendar
 
 kind = st.segmented_control(

@@ -19,6 +19,7 @@ from ui.context import read
 from ui.text import escape
 
 NEW = "new"
+FIND = "Find a patient"
 
 
 @cached("patients", ttl=30, max_entries=100)
@@ -32,14 +33,11 @@ def patient_picker(
     """(patient id, new patient, invite to portal, name for the preview); a new patient's date
     of birth is picked in `date_format` (st.date_input's: the clinic's day order). Without
     `new`, only a patient on file can be found."""
-    mode = "Find a patient"
+    mode = FIND
     if new:
-        mode = st.segmented_control(
-            "Patient",
-            ["Find a patient", "New patient"],
-            key=f"{prefix}_who",
-            default="Find a patient",
-        )
+        # its default in the state, not the widget: clear_booked sets it back (set_value)
+        st.session_state.setdefault(f"{prefix}_who", FIND)
+        mode = st.segmented_control("Patient", [FIND, "New patient"], key=f"{prefix}_who")
     if mode != "New patient":
         text = st.text_input(
             "Search by name, phone or email",
@@ -147,19 +145,36 @@ def confirmation_editor(
     return message_editor(prefix, preview, f"{hash((preview, patient)) & 0xFFFF}")
 
 
-# what one booking was for: forgotten once it is booked (the clinic, day and time stay)
-BOOKED_KEYS = (
-    *("who", "search", "patient", "first", "last", "dob", "email", "phone"),
-    *("consent_email", "consent_sms", "invite", "different", "services", "mode", "notes"),
-    *("double", "outside", "card", "all", "provider", "provider_wanted", "notify"),
-)
+# what one booking was for, and the form's empty value of each: set so once it is booked
+# (the clinic, day and time stay)
+BOOKED = {
+    **{"who": FIND, "search": "", "patient": None, "services": [], "mode": "in_person"},
+    **{"first": "", "last": "", "dob": None, "email": "", "phone": "", "notes": ""},
+    **dict.fromkeys(("consent_email", "consent_sms", "invite", "different"), False),
+    **dict.fromkeys(("double", "outside", "card", "all"), False),
+    "notify": next(iter(booking.NOTIFY_CHOICES)),
+}
+CHOSEN_AGAIN = ("provider", "provider_wanted")  # the provider picker chooses afresh
 
 
 def clear_booked(prefix: str) -> None:
     """Forget the booked patient, services, notes and overrides, so that pressing the button
     again cannot book the same patient again (the provider picker would have moved on to the
-    next free provider)."""
-    for name in BOOKED_KEYS:
+    next free provider). The form is emptied at the top of the next run (empty_booked), as
+    its widgets are drawn here already."""
+    st.session_state[f"{prefix}_booked"] = True
+
+
+def empty_booked(prefix: str) -> None:
+    """Before the form's widgets are drawn, after a booking: each is set to its empty value,
+    not dropped from the state, so the browser empties it too (a widget set through the state
+    is sent with set_value). Dropped, the browser kept the booked patient, services and
+    overrides on screen and sent them back with the next change, ready to book them again."""
+    if not st.session_state.pop(f"{prefix}_booked", False):
+        return
+    for name, empty in BOOKED.items():
+        st.session_state[f"{prefix}_{name}"] = empty
+    for name in CHOSEN_AGAIN:
         st.session_state.pop(f"{prefix}_{name}", None)
 
 

@@ -513,6 +513,40 @@ def test_pressing_book_twice_does_not_book_the_patient_twice(app_as, app_db):
     assert twice == 1
 
 
+def test_the_browser_is_told_to_empty_the_booked_form(app_as, app_db):
+    """The form forgot the booked patient, services and overrides on the server only: the
+    browser keeps a widget's value unless told to change it (its set_value), so it still showed
+    them under 'Booked #N', and the next change (another time) sent them all back, ready to
+    book the same patient again. Found in Chromium: the time moved, Book booked them twice."""
+    at = _fill(app_as("staff", PAGE), _weekday_ahead(30), 11, 45)
+    at.checkbox(key="book_all").check().run()
+    at.text_input(key="book_search").input("Smith").run()
+    at.selectbox(key="book_patient").select_index(0).run()
+    at.text_area(key="book_notes").input("Bring the referral letter").run()
+    at.checkbox(key="book_outside").check().run()
+    at.radio(key="book_notify").set_value("Email").run()
+    at.button(key="book_submit").click().run()
+    assert not at.error, at.error
+    assert at.success[0].value.startswith("Booked #")
+    for widget in (
+        at.text_input(key="book_search"),
+        at.selectbox(key="book_patient"),
+        at.multiselect(key="book_services"),
+        at.text_area(key="book_notes"),
+        at.checkbox(key="book_all"),
+        at.checkbox(key="book_outside"),
+        at.radio(key="book_notify"),
+        at.button_group(key="book_who"),
+    ):
+        assert widget.proto.set_value, widget.key  # the browser empties it too
+    assert at.selectbox(key="book_patient").value is None
+    assert at.radio(key="book_notify").value == "Email and SMS"
+    assert at.button_group(key="book_who").value == "Find a patient"
+    assert not at.checkbox(key="book_outside").value and not at.checkbox(key="book_all").value
+    # the time kept for the next booking, not told again
+    assert at.time_input(key="book_time").value == time(11, 45)
+
+
 def test_a_new_patient_sharing_a_name_and_birthday_is_booked_once_staff_say_so(app_as, app_db):
     """A second Alex Morgan born the same day as one on file: the refusal says to tick 'A
     different person', and the booking form has that box (before, only the Patients page did,
