@@ -68,15 +68,20 @@ me = actor()
 show_flash()
 clinics = _clinics(me)
 require(clinics)
-c1, c2, c3 = st.columns([2, 3, 4], vertical_alignment="bottom")
-clinic_id = c1.selectbox("Clinic", list(clinics), format_func=clinics.get, key="calendar_clinic")
+# one row that wraps, the clinic's name whole: columns cut it to 'Harbour St' at 1024 px
+filters = st.container(horizontal=True, vertical_alignment="bottom", key="calendar_filters")
+clinic_id = filters.selectbox(
+    "Clinic", list(clinics), format_func=clinics.get, key="calendar_clinic", width=230
+)
 everyone = _frame(me, clinic_id, ())
 names = {p.id: p.name for p in everyone.providers}
 chosen = tuple(
-    c2.multiselect("Providers", list(names), format_func=names.get, key="calendar_providers")
+    filters.multiselect(
+        "Providers", list(names), format_func=names.get, key="calendar_providers", width=260
+    )
 )
 statuses = tuple(
-    c3.multiselect(
+    filters.multiselect(
         "Statuses",
         list(cal.STATUS_COLOURS),
         default=cw.DEFAULT_STATUSES,

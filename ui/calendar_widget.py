@@ -318,17 +318,22 @@ def default_view(providers: int) -> str:
     return "Week by provider" if providers <= WEEK_COLUMNS_LIMIT else "Day by provider"
 
 
+DATE_WIDTH = 170  # px: a date in any clinic's order (12/31/2026, 2026-12-31) and its icon
+
+
 def navigation(today: date, default: str, date_format: str) -> tuple[str, date]:
     """View and date pickers (the day in `date_format`, st.date_input's) with previous / today /
     next; returns (FullCalendar view, day)."""
     st.session_state.setdefault(DAY_KEY, today)
     # the eight views need about 800 px: a row of their own, not cut to "Wee…" at 1400 px
     label = st.segmented_control("View", list(VIEWS), key=VIEW_KEY, default=default)
-    c2, c3, c4, c5, _ = st.columns([2.2, 0.6, 1.2, 0.6, 5.4], vertical_alignment="bottom")
-    day = c2.date_input("Date", key=DAY_KEY, format=date_format)
-    c3.button("◀", key="calendar_prev", on_click=_step, args=(-1, today), help="Previous")
-    c4.button("Today", key="calendar_today", on_click=_today, args=(today,))
-    c5.button("▶", key="calendar_next", on_click=_step, args=(1, today), help="Next")
+    # one row, each part as wide as it needs: columns (a share of the page each) left the
+    # arrows empty boxes and 'T…' for Today, and the date cut, at 1024 px
+    row = st.container(horizontal=True, vertical_alignment="bottom", key="calendar_nav")
+    day = row.date_input("Date", key=DAY_KEY, format=date_format, width=DATE_WIDTH)
+    row.button("◀", key="calendar_prev", on_click=_step, args=(-1, today), help="Previous")
+    row.button("Today", key="calendar_today", on_click=_today, args=(today,))
+    row.button("▶", key="calendar_next", on_click=_step, args=(1, today), help="Next")
     return VIEWS[label or default], day
 
 

@@ -513,6 +513,40 @@ def test_the_controls_have_the_width_they_need_at_1400_px(app_as):
     assert not {"calendar_clinic", "calendar_statuses"} & set(keys(holder))
 
 
+def test_the_date_and_its_buttons_and_the_filters_keep_their_words_at_1024_px(app_as):
+    """At 1024 px the date's columns (a share of the page each) left ◀ and ▶ empty boxes,
+    Today 'T…' and the date '06/12/20', and the filters' cut the clinic to 'Harbour St'
+    (seen in Chromium). Each now sits in a row that wraps, as wide as its words need: the
+    date and the clinic at a width of their own, the buttons at their labels' (checked in
+    Chromium at 1024 and 1280 px)."""
+    at = app_as("staff", PAGE)
+
+    def holder(key):
+        """The block right around the widget `key`, and whether a column holds it."""
+
+        def find(block, in_column):
+            for child in getattr(block, "children", {}).values():
+                if getattr(child, "key", None) == key:
+                    return block, in_column
+                found = find(child, in_column or getattr(child, "type", "") == "column")
+                if found:
+                    return found
+            return None
+
+        return find(at._tree, False)
+
+    for keys in (
+        ("calendar_day", "calendar_prev", "calendar_today", "calendar_next"),
+        ("calendar_clinic", "calendar_providers", "calendar_statuses"),
+    ):
+        rows = {id(holder(k)[0]) for k in keys}
+        assert len(rows) == 1, keys  # one row
+        row, in_column = holder(keys[0])
+        assert not in_column, keys
+        assert row.proto.flex_container.direction == 2, keys  # horizontal (wraps)
+        assert row.proto.flex_container.wrap, keys
+
+
 def test_the_original_time_held_for_a_proposal_is_drawn_and_opens_its_visit(app_as, app_db):
     """A visit moved by a proposal waiting for the patient keeps its original time (booking
     there is refused): the calendar draws that time as held in the provider's column, the
