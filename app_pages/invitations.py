@@ -66,9 +66,11 @@ rows, counts = _overview(me, status, clinic_id, search, page)
 fmt = display_format(clinic_id)
 when = fmt.moment  # the clinic's local time, never UTC
 
-cols = st.columns(len(PortalStatus))
-for col, s in zip(cols, PortalStatus, strict=True):
-    col.metric(s.label, fmt.number(counts[s]))
+# a row that wraps, each count as wide as its status's name: seven columns cut 'No email or
+# mobile' to 'No email or mo…' at 1280 px
+tally = st.container(horizontal=True, key="invitations_counts")
+for s in PortalStatus:
+    tally.metric(s.label, fmt.number(counts[s]), width="content")
 # the funnel reads every invitation: drawn when asked for, not on each page load
 if st.toggle("Enrolment funnel", key="invitations_funnel_open"):
     funnel_panel(_funnel(me, clinic_id), "invitations", fmt)

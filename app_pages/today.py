@@ -99,8 +99,11 @@ provider = c2.selectbox(
 if provider:
     rows = [r for r in rows if r.provider_id == provider]
 counts = today.stage_counts(rows)  # of the rows shown: a provider's own day when filtered
-for column, (stage, count) in zip(counters.columns(len(counts)), counts.items(), strict=True):
-    column.metric(f"{ICONS[stage]} {stage}", count)
+# a row that wraps, each count as wide as its stage's name: in columns the names were cut
+# to 'Not arriv…' and 'With pro…' at 1024 px
+tally = counters.container(horizontal=True, key="today_counts")
+for stage, count in counts.items():
+    tally.metric(f"{ICONS[stage]} {stage}", count, width="content")
 confirmed_caption(rows)
 if away := today.away_warning(rows):  # nothing left booked with an absent provider unseen
     st.warning(escape(away), icon=":material/event_busy:")
