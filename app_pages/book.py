@@ -91,10 +91,11 @@ provider = provider_picker(me, "book", clinic_id, start_at, minutes or 15, timin
 if not out_of_office:
     patient_id, new_patient, invite, patient_name = patient_picker(me, "book", pick.date)
 notes = st.text_area("Notes", key="book_notes", height=80)
-c1, c2, c3 = st.columns(3)
-double = c1.checkbox("Allow double booking", key="book_double")
-outside = c2.checkbox("Outside working hours (override)", key="book_outside")
-card = c3.checkbox(
+# one row that wraps, each box as wide as its words: three columns cut them at 1024 px
+overrides = st.container(horizontal=True, key="book_overrides")
+double = overrides.checkbox("Allow double booking", key="book_double")
+outside = overrides.checkbox("Outside working hours (override)", key="book_outside")
+card = overrides.checkbox(
     "Card on file (late-cancel and no-show fees)", key="book_card", disabled=out_of_office
 )
 with notice:

@@ -702,3 +702,30 @@ def test_a_video_visit_keeps_no_travel_time_after_a_visit_at_the_other_clinic(ap
     assert "30 minutes' travel between clinics" in said, said
     at.radio(key="book_mode").set_value("virtual").run()
     assert who in at.selectbox(key="book_provider").options
+
+
+def test_the_overrides_keep_their_words_at_1024_px(app_as):
+    """Three columns cut 'Outside working hours (override)' to 'Outside working hours …' and
+    the card's box to 'Card on file (late-cance…' at 1024 px, and at 1280 px too (seen in
+    Chromium): the desk could not read what it ticked. The three are one row that wraps, each
+    as wide as its words (checked in Chromium at 1024 and 1280 px)."""
+    at = app_as("staff", PAGE)
+    keys = ("book_double", "book_outside", "book_card")
+
+    def holder(key):
+        def find(block, in_column):
+            for child in getattr(block, "children", {}).values():
+                if getattr(child, "key", None) == key:
+                    return block, in_column
+                found = find(child, in_column or getattr(child, "type", "") == "column")
+                if found:
+                    return found
+            return None
+
+        return find(at._tree, False)
+
+    assert len({id(holder(k)[0]) for k in keys}) == 1  # one row
+    row, in_column = holder(keys[0])
+    assert not in_column
+    assert row.proto.flex_container.direction == 2 and row.proto.flex_container.wrap
+    assert at.checkbox(key="book_card").label == "Card on file (late-cancel and no-show fees)"
