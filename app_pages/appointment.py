@@ -4,6 +4,7 @@ status allows for the signed-in role."""
 
 import streamlit as st
 
+from core.kernel.authz import Permission
 from ui import actor, shown
 from ui.appointment_messages import messages_panel
 from ui.appointment_views import appointment_panel, load_detail, show_flash
@@ -18,7 +19,11 @@ show_flash()
 raw = st.query_params.get("id") or st.session_state.get("appointment_id")
 typed = st.text_input("Appointment number", value=str(raw or ""), key="appointment_lookup")
 if not typed.strip():
-    st.info("Open an appointment from the queue or the calendar, or type its number.")
+    st.info(  # the pages this role has: staff do not work the request queue
+        "Open an appointment from Today, the calendar or the request queue, or type its number."
+        if me.can(Permission.QUEUE_WORK)
+        else "Open an appointment from Today or the calendar, or type its number."
+    )
     st.stop()
 if not typed.strip().lstrip("#").isdigit():
     st.error("An appointment number is a whole number, like 1234.")

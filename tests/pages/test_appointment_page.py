@@ -621,3 +621,15 @@ def test_a_flagged_request_still_waiting_offers_the_move_to_a_new_record(app_as,
         f"Checked: it is #{patient_id}",
         f"Not #{patient_id}: move the request to a new record made from what was typed",
     ]
+
+
+def test_the_empty_page_points_each_role_to_pages_it_has(app_as):
+    """Opened with no number, the page sent everyone to 'the queue', which staff do not have;
+    it names Today and the calendar, and the request queue to those who work it."""
+    staff = app_as("staff", PAGE).info[0].value
+    manager = app_as("manager", PAGE).info[0].value
+    assert staff == "Open an appointment from Today or the calendar, or type its number."
+    assert "queue" not in staff
+    assert manager == (
+        "Open an appointment from Today, the calendar or the request queue, or type its number."
+    )
