@@ -266,15 +266,14 @@ def services_picker(
         format_func=lambda m: m.replace("_", " ").capitalize(),
         key=f"{prefix}_mode",
     )
+    if not chosen:  # not 'Length: 0 minutes'
+        st.caption("Choose the services or a package: the visit's length follows from them.")
+        return chosen, package, mode
     st.caption(
         f"Length: {timing.minutes} minutes"
         + (f" ({timing.words()})" if timing.words() else "")
         + (f" · one price: {price(package)}" if package and clinic else "")
-        + (
-            ""
-            if can_virtual or not chosen
-            else " · virtual is offered only when every chosen service allows it"
-        )
+        + ("" if can_virtual else " · virtual is offered only when every chosen service allows it")
     )
     return chosen, package, mode
 

@@ -729,3 +729,14 @@ def test_the_overrides_keep_their_words_at_1024_px(app_as):
     assert not in_column
     assert row.proto.flex_container.direction == 2 and row.proto.flex_container.wrap
     assert at.checkbox(key="book_card").label == "Card on file (late-cancel and no-show fees)"
+
+
+def test_before_a_service_is_chosen_the_length_asks_for_one(app_as):
+    """Before, an empty form said 'Length: 0 minutes', as if a visit of no length were
+    booked; it asks for the services instead, and says the length once they are chosen."""
+    at = app_as("staff", PAGE)
+    said = [c.value for c in at.caption]
+    assert not [c for c in said if "0 minutes" in c], said
+    assert "Choose the services or a package: the visit's length follows from them." in said
+    _fill(at, _weekday_ahead(30), 10, service="Consultation")
+    assert any(c.value.startswith("Length: ") for c in at.caption)
