@@ -38,6 +38,7 @@ def overview_table(
     table = pd.DataFrame(
         [
             {
+                "#": r.patient_id,  # two patients of one name told apart, as the search does
                 "Patient": plain(r.name),
                 "Status": r.status.label,
                 "Channel": r.channel,
@@ -81,7 +82,7 @@ def selected_actions(me, chosen: list[enrolment.InvitationRow]) -> None:
         st.rerun()
     results_table("invitations_selected")
     if len(chosen) == 1:
-        st.caption(f"Invitation history of {escape(chosen[0].name)}")
+        st.caption(f"Invitation history of {escape(chosen[0].name)} (#{chosen[0].patient_id})")
         history_table(
             read(enrolment.invitation_history, me, chosen[0].patient_id),
             "invitations_history",

@@ -13,7 +13,7 @@ from core.kernel.accounts import actor_of
 from core.kernel.config import load_settings
 from core.patients import invitations, records
 from core.startup import open_database
-from db.models import InvitationStatus, Notification, PortalInvitation, User
+from db.models import InvitationStatus, Notification, Patient, PortalInvitation, User
 
 PAGE = "app_pages/invitations.py"
 
@@ -243,3 +243,34 @@ def test_the_counts_keep_their_statuses_names_whole_at_1280_px(app_as):
     assert not in_column
     assert row.proto.flex_container.direction == 2 and row.proto.flex_container.wrap
     assert at.metric[0].label == "No email or mobile"
+
+
+def test_patients_of_the_same_name_are_told_apart_by_their_number(app_as, app_db):
+    """The demo has two Arthur Browns, neither invited: the list showed two rows alike
+    ('Arthur Brown · Not invited', every other cell empty), so the desk could not tell which
+    it was inviting (seen in Chromium). Each row starts with the patient's number, as the
+    patient search names them ('Arthur Brown (#12)'), and so does the history's caption."""
+    database = _db(app_db)
+    with database.read() as session:
+        same = session.execute(
+            select(Patient.first_name, Patient.last_name)
+            .group_by(Patient.first_name, Patient.last_name)
+            .having(func.count() > 1)
+            .limit(1)
+        ).one()
+        ids = session.scalars(
+            select(Patient.id).where(Patient.first_name == same[0], Patient.last_name == same[1])
+        ).all()
+    database.dispose()
+    at = app_as("staff", PAGE)
+    at.text_input(key="invitations_search").input(f"{same[0]} {same[1]}")
+    at.button(key="FormSubmitter:invitations_filters-Apply").click().run()
+    table = at.dataframe[0].value
+    assert list(table.columns)[:2] == ["#", "Patient"]
+    assert sorted(table["#"]) == sorted(ids) and len(set(table["Patient"])) == 1
+    at.session_state["invitations_table"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    number = table["#"].iloc[1]
+    assert any(
+        c.value == f"Invitation history of {same[0]} {same[1]} (#{number})" for c in at.caption
+    )
