@@ -447,14 +447,38 @@ def bulk_results(results: list[lifecycle.RowResult]) -> None:
     )
 
 
+def _history_table(detail: AppointmentDetail) -> None:
+    """Every recorded change: when, who, what, from and to which status, reason, message."""
+    history = pd.DataFrame([h.__dict__ for h in detail.history])
+    for column in ("from_status", "to_status"):  # "Checked in", not checked_in
+        if column in history:
+            history[column] = history[column].map(lambda v: STATUS_LABELS.get(v, v))
+    show_table(
+        history.rename(
+            columns={
+                "at": "When",
+                "who": "Who",
+                "action": "Action",
+                "from_status": "From",
+                "to_status": "To",
+                "reason": "Reason",
+                "message": "Message",
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+
 # ---------------------------------------------------------------- the detail panel
 
 
 def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
     """Facts, history and the actions the status allows for this actor."""
     st.subheader(escape(f"#{detail.id} · {detail.patient_name or 'Out of office'}"))
-    st.caption(
-        escape(f"Status: {detail.status_words} (FHIR {detail.fhir_status}) · {detail.created_by}")
+    st.caption(  # the standard's word only for whoever maps an export, not the desk's
+        escape(f"Status: {detail.status_words} · {detail.created_by}"),
+        help=f"FHIR R4 Appointment.status: {detail.fhir_status}",
     )
     mode = detail.mode.replace("_", " ")
     facts = {
@@ -483,25 +507,10 @@ def appointment_panel(me, detail: AppointmentDetail, prefix: str) -> None:
     )
     notes_section(detail, prefix)
     st.markdown("**History**")
-    history = pd.DataFrame([h.__dict__ for h in detail.history])
-    for column in ("from_status", "to_status"):  # "Checked in", not checked_in
-        if column in history:
-            history[column] = history[column].map(lambda v: STATUS_LABELS.get(v, v))
-    show_table(
-        history.rename(
-            columns={
-                "at": "When",
-                "who": "Who",
-                "action": "Action",
-                "from_status": "From",
-                "to_status": "To",
-                "reason": "Reason",
-                "message": "Message",
-            }
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    if detail.history:
+        _history_table(detail)
+    else:  # not an empty grid reading 'empty'
+        st.caption("No change recorded for this appointment yet (one imported starts with none).")
     if detail.check:
         st.warning(escape(detail.check), icon=":material/person_alert:")
         flag_actions(_flag_choices(me, detail.id), detail.id, f"{prefix}_{detail.id}_flag")

@@ -633,3 +633,18 @@ def test_the_empty_page_points_each_role_to_pages_it_has(app_as):
     assert manager == (
         "Open an appointment from Today, the calendar or the request queue, or type its number."
     )
+
+
+def test_a_visit_without_history_says_so_and_its_status_is_in_the_desks_words(app_as, app_db):
+    """A visit with nothing recorded yet (imported, or the demo's) drew an empty grid reading
+    'empty' under History, and the status read 'scheduled (FHIR booked)', a standard's word
+    the desk has no use for (seen in Chromium). The history says there is none, and the FHIR
+    status moves to the caption's help, for whoever maps an export."""
+    ident = _add(app_db, utcnow() + timedelta(days=5), AppointmentStatus.SCHEDULED)
+    at = _open(app_as, "staff", ident)
+    assert not at.exception, at.exception
+    said = [c.value for c in at.caption]
+    assert "No change recorded for this appointment yet (one imported starts with none)." in said
+    assert not [f for f in at.dataframe if "Who" in f.value.columns or f.value.empty]
+    status = next(c for c in at.caption if c.value.startswith("Status: "))
+    assert "FHIR" not in status.value and "booked" in status.proto.help
