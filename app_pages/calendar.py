@@ -121,7 +121,7 @@ if not by_room and not chosen:  # a deactivated provider's bookings keep their c
 key = f"calendar_fc_{view}_{first}_{st.session_state.get(cw.SUFFIX_KEY, 0)}"
 options = cw.options(
     view,
-    first,
+    day,  # the month or week around it (not the grid's first day: the month before)
     tz,
     resources=columns,
     business_hours=frame.business_hours,

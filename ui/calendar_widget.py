@@ -140,7 +140,7 @@ def hours_shown(events: list[dict[str, Any]]) -> tuple[int, int]:
 
 def options(
     view: str,
-    first_day: date,
+    day: date,
     tz: str,
     *,
     resources: list[dict[str, Any]],
@@ -149,7 +149,9 @@ def options(
     locale: str = "en-GB",
     events: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """FullCalendar's options; `events` (the ones drawn) widen the time grid past DAY_HOURS."""
+    """FullCalendar's options; `day` is the one chosen, FullCalendar drawing the week or month
+    around it (the grid's first day, the Monday before the 1st, drew the month before);
+    `events` (the ones drawn) widen the time grid past DAY_HOURS."""
     first_hour, last_hour = hours_shown(events or [])
     # the clinic's locale: its day and month order and 24- or 12-hour clock (en-GB: 24 h)
     hour12 = not hour_cycle(locale)
@@ -157,7 +159,7 @@ def options(
     return {
         "locale": locale.lower(),
         "initialView": view,
-        "initialDate": first_day.isoformat(),
+        "initialDate": day.isoformat(),
         "timeZone": tz,
         "now": to_local(utcnow(), tz).replace(tzinfo=None).isoformat(timespec="seconds"),
         "headerToolbar": {"left": "", "center": "title", "right": ""},

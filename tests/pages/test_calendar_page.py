@@ -603,3 +603,20 @@ def test_previous_and_next_with_the_date_box_emptied_step_from_the_clinics_today
     state[cw.DAY_KEY] = None
     cw._step(1, clinic_today)
     assert state[cw.DAY_KEY] == clinic_today + timedelta(days=days)
+
+
+def test_the_month_view_shows_the_month_of_the_date_chosen(app_as):
+    """The calendar was told to start at the first day of the month's grid, the Monday
+    before the 1st: FullCalendar took that day's month, so the 7th of December showed
+    November, its last row alone filled (seen in Chromium)."""
+    day = date.today().replace(day=7)
+    while day.replace(day=1).weekday() == 0:  # a month whose grid starts the month before
+        day = (day.replace(day=28) + timedelta(days=7)).replace(day=7)
+    at = app_as("staff", PAGE)
+    at.button_group(key="calendar_view").set_value("Month").run()
+    at.date_input(key="calendar_day").set_value(day).run()
+    shown = date.fromisoformat(_drawn(at)["options"]["initialDate"])
+    assert (shown.year, shown.month) == (day.year, day.month), shown
+    # the week views still start on Monday (FullCalendar's firstDay)
+    at.button_group(key="calendar_view").set_value("Week").run()
+    assert _drawn(at)["options"]["initialView"] == "timeGridWeek"
