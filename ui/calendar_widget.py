@@ -187,7 +187,12 @@ def options(
         "resourceGroupField": "kind",
         "resourceAreaHeaderContent": "Rooms and equipment",
         "resourceAreaWidth": "22%",
-        "views": {"resourceTimelineWeek": {"slotDuration": "01:00:00"}},
+        "views": {
+            "resourceTimelineWeek": {"slotDuration": "01:00:00"},
+            # a day's visits as far as its cell holds, then '+N more' (a popover of the rest):
+            # every one listed grew a busy week past the frame, the later weeks out of sight
+            "dayGridMonth": {"dayMaxEvents": True},
+        },
     }
 
 

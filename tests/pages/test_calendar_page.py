@@ -620,3 +620,12 @@ def test_the_month_view_shows_the_month_of_the_date_chosen(app_as):
     # the week views still start on Monday (FullCalendar's firstDay)
     at.button_group(key="calendar_view").set_value("Week").run()
     assert _drawn(at)["options"]["initialView"] == "timeGridWeek"
+
+
+def test_a_busy_month_shows_each_day_whole_with_more_behind_a_link(app_as):
+    """A month's days listed every visit, a weekday of the demo's 20 or more, so each week
+    grew taller than the frame and the month's later weeks were out of sight (seen in
+    Chromium at 1024 and 1280 px). A day shows what fits and '+N more', which opens the rest."""
+    at = app_as("staff", PAGE)
+    at.button_group(key="calendar_view").set_value("Month").run()
+    assert _drawn(at)["options"]["views"]["dayGridMonth"]["dayMaxEvents"] is True
