@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.kernel.clock import local_to_utc, to_local, utcnow, zone_words
 from core.kernel.errors import Conflict
+from core.kernel.money import format_clock
 from core.practice import choices as practice_choices
 from core.practice.timing import timing_of
 from core.scheduling import booking, schedules
@@ -75,6 +76,13 @@ clock_change_notice(day, at, tz, display_format(clinic_id).locale)
 if out_of_office:
     st.session_state.setdefault("book_until", time(min(at.hour + 1, 23), at.minute))
     until = c3.time_input("Until", step=900, key="book_until", format=pick.clock)
+    if until <= at:  # said here, by the box to change, not only as a refusal on Book
+        locale = display_format(clinic_id).locale
+        st.warning(
+            f"Until ({format_clock(until, locale)}) is not after the start "
+            f"({format_clock(at, locale)}): set it later than the start.",
+            icon=":material/schedule:",
+        )
     end_at, chosen, package, timing = local_to_utc(day, until, tz), [], None, None
     minutes = max(int((end_at - start_at) / timedelta(minutes=1)), 1)
     taken = []
@@ -111,7 +119,7 @@ if st.button(
     "Book",
     key="book_submit",
     type="primary",
-    disabled=provider is None or (bool(taken) and not double),
+    disabled=provider is None or (bool(taken) and not double) or (out_of_office and until <= at),
 ) and not provider_moved("book"):
     kwargs = dict(
         clinic_id=clinic_id,

@@ -740,3 +740,22 @@ def test_before_a_service_is_chosen_the_length_asks_for_one(app_as):
     assert "Choose the services or a package: the visit's length follows from them." in said
     _fill(at, _weekday_ahead(30), 10, service="Consultation")
     assert any(c.value.startswith("Length: ") for c in at.caption)
+
+
+def test_an_out_of_office_block_ending_before_it_starts_says_which_box_to_change(app_as, app_db):
+    """Until before the start (08:00 for a 09:00 block) was refused only on Book, with
+    'An out-of-office block lasts between 1 minute and 12 hours.', which does not say that
+    Until is the box to change (seen in Chromium). The form says so under Until, naming the
+    start, and Book stays off until it is after it."""
+    at = app_as("staff", PAGE)
+    at.button_group(key="book_kind").set_value("Out of office").run()
+    at.date_input(key="book_day").set_value(_weekday_ahead(12)).run()
+    at.time_input(key="book_time").set_value(time(9, 0)).run()
+    at.checkbox(key="book_all").check().run()  # blocks may cover booked time
+    at.time_input(key="book_until").set_value(time(8, 0)).run()
+    said = [w.value for w in at.warning]
+    assert "Until (08:00) is not after the start (09:00): set it later than the start." in said
+    assert at.button(key="book_submit").disabled
+    at.time_input(key="book_until").set_value(time(10, 0)).run()
+    assert not [w for w in at.warning if w.value.startswith("Until")]
+    assert not at.button(key="book_submit").disabled
