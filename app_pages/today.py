@@ -31,10 +31,13 @@ MEMORY = "today_shown"  # the rows the board showed (ui.picks)
 
 
 def _finish(done, text: str) -> None:
-    """The action's headline (it names the new status), who was told, and what it did with
-    money and points (Outcome.money: an undone no-show's points on a record merged since)."""
+    """The action's headline (it names the new status), who was told (when a message went or
+    was held back), and what it did with money and points (Outcome.money: an undone
+    no-show's points on a record merged since)."""
     if done:
-        st.session_state[FLASH] = " ".join(filter(None, (text, done.value.told, done.value.money)))
+        outcome = done.value  # 'Notified: nobody.' only worried the desk after an arrival
+        told = outcome.told if outcome.notified or outcome.skipped else ""
+        st.session_state[FLASH] = " ".join(filter(None, (text, told, outcome.money)))
         acted(MEMORY)
         refresh()
 

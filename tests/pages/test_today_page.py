@@ -459,3 +459,17 @@ def test_the_counts_keep_their_stages_names_whole_at_1024_px(app_as):
     assert not in_column
     assert row.proto.flex_container.direction == 2 and row.proto.flex_container.wrap
     assert [m.label.split(" ", 1)[1] for m in at.metric][:2] == ["Expected", "Not arrived yet"]
+
+
+def test_an_arrival_tells_the_desk_who_arrived_not_that_nobody_was_told(app_as, app_db):
+    """'Amelia Santos arrived. Notified: nobody.' after every arrival (seen in Chromium) read
+    as if someone should have been told and was not; nobody is told of an arrival. The
+    headline stands alone when no message went and none was held back; who was told, or
+    why not, still follows it when there is something to say."""
+    ident = _add(app_db, today_in(20))
+    at = app_as("staff", PAGE)
+    _select(at, ident)
+    at.button(key=f"today_in_{ident}").click().run()
+    said = at.success[0].value
+    assert said.endswith(" arrived."), said
+    assert "Notified" not in said and "nobody" not in said
