@@ -95,7 +95,7 @@ if clinic_before == clinic_id and before not in expected:
         icon=":material/sync_problem:",
     )
 if not expected:
-    st.caption("Nobody else is expected today at this clinic.")
+    st.caption("Nobody is waiting to be marked arrived today at this clinic.")
     st.stop()
 picked = st.selectbox(
     "Appointment",

@@ -134,3 +134,22 @@ def test_one_checked_in_at_another_desk_while_chosen_here_is_said_not_swapped(ap
     assert at.selectbox(key="check_in_manual").value is None
     at.run()  # said once
     assert not any("left the list" in w.value for w in at.warning)
+
+
+def test_an_empty_list_does_not_speak_of_anybody_else(app_as, app_db):
+    """With nobody left to mark arrived (none booked today, as on a Sunday, or every one
+    arrived) the list said 'Nobody else is expected today', as if someone had been (seen in
+    Chromium on a day without visits)."""
+    database = _db(app_db)
+    with database.write() as session:
+        for row in session.scalars(
+            select(Appointment).where(
+                Appointment.clinic_id == 1, Appointment.status == AppointmentStatus.SCHEDULED
+            )
+        ):
+            row.start_at -= timedelta(days=400)  # nobody left today at the first clinic
+    database.dispose()
+    at = app_as("staff", PAGE)
+    said = [c.value for c in at.caption]
+    assert "Nobody is waiting to be marked arrived today at this clinic." in said, said
+    assert not [c for c in said if "else" in c]
