@@ -14,7 +14,7 @@ from core.interchange import patient_export
 from core.kernel.authz import Permission
 from core.kernel.errors import DomainError
 from core.messaging import history
-from core.messaging.notify import CHANNEL_WORDS
+from core.messaging.notify import CHANNEL_WORDS, template_title
 from core.portal import replies
 from ui.caches import cached
 from ui.context import read, refresh, run_action, show_error
@@ -164,7 +164,8 @@ def _messages_table(rows, *, key: str, appointment: bool = False) -> None:
             {
                 "When": [r.queued for r in rows],
                 **(about if appointment else {}),
-                "Message": [r.template.replace("_", " ") for r in rows],
+                # as the Notifications page names it ('Appointment no-show', not its key)
+                "Message": [template_title(r.template) for r in rows],
                 "Text": [r.text for r in rows],
                 "Channel": [r.channel for r in rows],
                 "To / from": [r.to_address for r in rows],

@@ -164,7 +164,9 @@ def test_appointment_page_shows_forms_messages_and_confirmation(app_as, app_db):
     forms = next(f for f in frames if "Form" in f.columns)
     assert "outstanding" in forms["State"].iloc[0]
     messages = next(f for f in frames if "Channel" in f.columns)
-    assert "forms to complete" in list(messages["Message"])
+    # each message named as the Notifications page names its template, not its key's words
+    assert "Forms to complete" in list(messages["Message"])
+    assert "appointment scheduled" not in list(messages["Message"])
     with database.read() as session:  # in the clinic's zone and locale, as every other time
         clinic = session.get(Clinic, 1)
         queued = session.scalar(select(Notification.created_at).order_by(Notification.id.desc()))
@@ -233,7 +235,7 @@ def test_a_text_reply_and_its_answer_are_messages_of_the_appointment_shown_as_te
     assert not at.exception, at.exception
     messages = next(f for f in (d.value for d in at.dataframe) if "Channel" in f.columns)
     texts = messages[messages["Channel"] == "text message"].head(3)  # newest first
-    reply, answer = "text reply from the patient", "automatic answer"
+    reply, answer = "Text reply from the patient", "Automatic answer"
     assert list(texts["Message"]) == [answer, reply, reply]
     assert list(texts["Text"]) == [confirmed.answer, "C", hostile]  # as typed, in a table
     assert list(texts["When"])[:2] == [when, when]

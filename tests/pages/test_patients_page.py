@@ -624,7 +624,7 @@ def test_the_record_lists_the_patients_messages_of_every_appointment_and_why_one
     assert not at.exception
     table = next(d.value for d in at.dataframe if "Message" in d.value.columns)
     assert len(table) == min(sent, 100)
-    assert list(table["Message"][:2]) == ["form request", "reminder"]  # newest first
+    assert list(table["Message"][:2]) == ["Form request", "Reminder"]  # newest first
     assert list(table["Status"][:2]) == ["sent", "not sent (stopped)"]
     assert table["Error"][1] == "Not sent: consent to email was withdrawn."
 
