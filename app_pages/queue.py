@@ -35,6 +35,16 @@ def _queue(me, kind, clinic_id, provider_id, sort, page):
     )
 
 
+# the table's cells the panel beside it repeats: at 1280 px the table shows its first four
+# columns only (#, patient, service, clinic), and a manager deciding needs when, and with whom
+ABOUT = {
+    QueueKind.REQUESTS: ("Service", "Requested", "Away"),
+    QueueKind.RESCHEDULES: ("Service", "Provider", "Original", "Requested", "Away"),
+    QueueKind.CANCELLATIONS: ("Service", "Provider", "Appointment"),
+    QueueKind.PROPOSALS: ("Service", "Provider", "Proposed", "Answer by", "Away"),
+}
+
+
 @cached("setup", ttl=300, max_entries=10)
 def _options(me):
     return read(queue.filter_options, me)
@@ -124,6 +134,8 @@ with right:
         query_params={"id": row.appointment_id},
         icon=":material/open_in_new:",
     )
+    cells = queue.describe(row)
+    st.markdown("  \n".join(f"**{c}:** {escape(cells[c])}" for c in ABOUT[kind] if cells[c]))
     if row.check:  # a public request's flag (identity, maybe a known patient): in full here
         st.warning(escape(row.check), icon=":material/person_alert:")
         flag_actions(row.check_choices, row.appointment_id, f"queue_flag_{row.appointment_id}")

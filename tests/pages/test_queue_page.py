@@ -101,6 +101,32 @@ def test_the_side_panel_shows_a_requests_flag_and_its_notes_whole(app_as, app_db
     assert any(c.value.endswith("x the end") for c in at.caption)
 
 
+def _panel(at) -> str:
+    """What the panel beside the table says in Markdown (the heading's, the row's)."""
+    return "\n".join(m.value for m in at.markdown)
+
+
+def test_the_side_panel_says_when_the_row_is_about(app_as):
+    """Beside the table at 1280 px only its first four columns show (#, patient, service,
+    clinic): the panel says when the patient asked for, or holds, and with whom, in the table's
+    words and clinic-local times, so a manager deciding need not scroll the table sideways
+    (before: no time anywhere in the panel until an action was chosen)."""
+    from ui.text import escape
+
+    at = app_as("manager", PAGE)
+    for kind, cells in (
+        ("requests", ("Service", "Requested")),
+        ("reschedules", ("Service", "Provider", "Original", "Requested")),
+        ("cancellations", ("Service", "Provider", "Appointment")),
+        ("proposals", ("Service", "Provider", "Proposed", "Answer by")),
+    ):
+        at.button_group(key="queue_kind").set_value(QueueKind(kind)).run()
+        shown = queue.describe(_item(at, kind))
+        panel = _panel(at)
+        for cell in cells:
+            assert f"**{cell}:** {escape(shown[cell])}" in panel, (kind, cell, panel)
+
+
 def _reachable(url) -> None:
     """The oldest request (the queue's first row) with no time-of-day preference: the demo,
     seeded at any hour of the day, may make it 'early morning' at a clinic whose providers
