@@ -12,7 +12,14 @@ from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
 from ui.text import show_table
-from ui.waitlist_views import PAGE, add_entry_form, entries_pager, offers_table, rules_form
+from ui.waitlist_views import (
+    DONE,
+    PAGE,
+    add_entry_form,
+    entries_pager,
+    offers_table,
+    rules_form,
+)
 
 
 @cached("setup", ttl=300, max_entries=10)
@@ -72,8 +79,6 @@ COLUMNS = {
     "next_match": "Next match",
 }
 WIDTHS = dict(zip(COLUMNS.values(), (110, 100, 95, 100, 70, 80, 95, 60, 80, 60, 110), strict=True))
-
-DONE = "waitlist_done"  # what the last action did, said once after the rerun that shows it
 
 st.title("Waitlist")
 if done := st.session_state.pop(DONE, None):

@@ -130,6 +130,9 @@ def _offered(result: offers.Offered) -> None:
 
 
 PAGE = "waitlist_page"  # the page of entries shown, 0 the first
+DONE = "waitlist_done"  # what the last action did, said once after the rerun that shows it
+ADDED = "waitlist_add_saved"  # an entry was added: the form starts empty for the next patient
+EMPTIED = {"waitlist_add_search": "", "waitlist_add_patient": None, "waitlist_add_note": ""}
 
 
 def _turn(page: int) -> None:
@@ -298,6 +301,11 @@ def add_entry_form(
     if not (box := fold("Add a patient to the waitlist", "waitlist_add_open", expanded=expanded)):
         return
     with box:
+        if st.session_state.pop(ADDED, False):
+            # added: the next patient starts from an empty search and note (a second press of
+            # the same form sent the same wish again). Set, not forgotten: a key popped from
+            # the session leaves the browser showing, and sending back, what it last held
+            st.session_state.update(EMPTIED)
         patient_id, _, _, _ = patient_picker(me, "waitlist_add", date_picker(locale), new=False)
         st.caption("A patient not on file yet: add them under Patients first.")
         with st.form("waitlist_add_form"):
@@ -350,4 +358,7 @@ def add_entry_form(
                     note,
                     package_id=treatment if kind == "package" else None,
                 )
-                run_action(entries.add_entry, wish, success="Added to the waitlist.")
+                if run_action(entries.add_entry, wish):
+                    st.session_state[ADDED] = True
+                    st.session_state[DONE] = "Added to the waitlist."
+                    st.rerun()  # the list above, drawn before the form, with the entry
