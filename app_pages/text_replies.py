@@ -10,7 +10,7 @@ from ui import actor, refresh, run_action
 from ui.caches import cached
 from ui.context import forget_if_saved, mark_saved, read
 from ui.picks import acted, picked
-from ui.text import show_table
+from ui.text import escape, show_table
 
 
 @cached("outbox", "appointments", ttl=15, max_entries=10)
@@ -51,6 +51,18 @@ if not chosen:
     st.caption("Select a reply to open its appointment or mark it handled.")
     st.stop()
 row = chosen[0]
+# the reply whole, as typed: the table cuts a long text short, and at 1280 px shows neither
+# its outcome nor the answer sent
+st.caption(
+    escape(
+        f"{row.received} · from {row.patient or 'a number not on file'} ({row.from_number})"
+        f" · {row.outcome.replace('_', ' ')}" + (" · handled" if row.handled else "")
+    )
+)
+st.text(row.body)
+for label, said in (("Answered by text", row.answer), ("Note", row.note)):
+    if said:
+        st.caption(escape(f"{label}: {said}"))
 if row.appointment_id:
     st.page_link(
         "app_pages/appointment.py",

@@ -541,3 +541,18 @@ def test_the_outbox_pages_and_finds_a_patients_old_reminder_in_words(app_as, app
         templates.options[0]
         == f"Request received — {notify.TEMPLATES['request_received'].description}"
     )
+
+
+def test_the_reply_chosen_is_shown_whole_as_text(app_as, app_db):
+    """The table cuts a long text short (and at 1280 px shows no outcome, answer or note): the
+    reply chosen is shown whole below it, as text, with who sent it and what became of it."""
+    long = "Can I come later? " + "I am stuck at work until six, " * 20 + "<b>x</b> 😊 end"
+    _texts(app_db, long, "other text")
+    at = app_as("staff", "app_pages/text_replies.py")
+    place = list(at.dataframe[0].value["Text (as typed)"]).index(long)
+    at.session_state["text_replies_table"] = {"selection": {"rows": [place], "columns": []}}
+    at.run()
+    assert long in [t.value for t in at.text]
+    said = " ".join(c.value for c in at.caption)
+    assert "(+44 7700 900000) · inbox" in said, said
+    assert "Note: Not a C/YES or X/CANCEL reply." in said, said
