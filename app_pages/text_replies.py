@@ -19,6 +19,7 @@ def _inbox(me, open_only: bool):
 
 
 MEMORY = "text_replies_shown"
+DONE = "text_replies_handled"  # replies handled in this session: each gives the table a new key
 st.title("Text replies")
 me = actor()
 open_only = st.toggle("Only those waiting for staff", True, key="text_replies_open")
@@ -26,6 +27,10 @@ rows = _inbox(me, open_only)
 if not rows:
     st.info("No text replies waiting." if open_only else "No text replies yet.")
     st.stop()
+# a new grid once a reply is handled: the old one kept its tick on the row that moved up into
+# the handled one's place, beside "Select a reply", and a click on that row did nothing
+handled = st.session_state.get(DONE, 0)
+grid = f"text_replies_table_{handled}" if handled else "text_replies_table"
 table = show_table(
     pd.DataFrame(
         {
@@ -44,7 +49,7 @@ table = show_table(
     width="stretch",
     on_select="rerun",
     selection_mode="single-row",
-    key="text_replies_table",
+    key=grid,
 )
 chosen = picked(rows, [r.id for r in rows], table.selection.rows, MEMORY, (open_only,))
 if not chosen:
@@ -76,4 +81,5 @@ if not row.handled and st.button("Mark handled", type="primary", key="text_repli
     if run_action(replies.mark_handled, row.id, note, success="Marked handled."):
         acted(MEMORY)
         mark_saved("text_replies")
+        st.session_state[DONE] = st.session_state.get(DONE, 0) + 1
         refresh()

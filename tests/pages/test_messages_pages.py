@@ -556,3 +556,20 @@ def test_the_reply_chosen_is_shown_whole_as_text(app_as, app_db):
     said = " ".join(c.value for c in at.caption)
     assert "(+44 7700 900000) · inbox" in said, said
     assert "Note: Not a C/YES or X/CANCEL reply." in said, said
+
+
+def test_a_reply_handled_leaves_no_tick_on_the_reply_moved_into_its_place(app_as, app_db):
+    """Handled, the reply leaves the list and the one below moves up into its place: the
+    table is drawn afresh, so no tick stays on that row beside "Select a reply" (the old grid
+    kept it, the page ignored it, and a click on the ticked row did nothing)."""
+    _texts(app_db, "first text", "second text")
+    at = app_as("staff", "app_pages/text_replies.py")
+    at.session_state["text_replies_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    before = at.dataframe[0].proto.id
+    at.button(key="text_replies_done").click().run()
+    assert not at.exception and not at.error
+    assert len(at.dataframe[0].value) >= 1 and at.dataframe[0].proto.id != before
+    assert "Select a reply to open its appointment or mark it handled." in [
+        c.value for c in at.caption
+    ]
