@@ -101,17 +101,19 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
             step=1,
             key="policy_reschedules",
         )
-        approval = c.checkbox(
+        # across the form, under the columns: in the third beside the fees Chromium cut their
+        # labels to one line ('Late requests need a manager's ap…') at 1280 px
+        approval = st.checkbox(
             "Late requests need a manager's approval",
             key="policy_approval",
             value=base.inside_window_needs_approval if base else True,
         )
-        auto = c.checkbox(
+        auto = st.checkbox(
             "Accept requests outside the window automatically",
             key="policy_auto",
             value=base.outside_window_auto_accept if base else False,
         )
-        online = c.checkbox(
+        online = st.checkbox(
             "Patients may cancel online",
             key="policy_online",
             value=base.online_cancel_allowed if base else True,

@@ -223,3 +223,14 @@ def test_a_percentage_over_100_is_refused_with_its_message(app_as, app_db):
         "100 (50 for half the price), not 150." in at.error[0].value
     )
     assert len(_versions(app_db)) == before
+
+
+def test_the_policys_switches_have_the_forms_width_for_their_words(app_as, app_db):
+    """In the third of the form beside the fees, at 1280 px, two switches read 'Late requests
+    need a manager's ap…' and 'Accept requests outside the windo…' (Chromium cuts a checkbox's
+    label to one line): they stand under the columns, across the form, whole."""
+    at = app_as("owner", PAGE)
+    switches = {"policy_approval", "policy_auto", "policy_online"}
+    assert switches <= {c.key for c in at.checkbox}
+    in_columns = {c.key for column in at.columns for c in column.checkbox}
+    assert not switches & in_columns, switches & in_columns
