@@ -65,27 +65,10 @@ def cash_up_panel(me, practice) -> None:
         "money (refunds due at the day's end are owed back, listed below, made since or not). "
         "Points are their value, never in a till."
     )
-    show_table(
-        pd.DataFrame(
-            [
-                {
-                    "Clinic": x.clinic,
-                    "Method": x.method,
-                    "In": x.money_in,
-                    "Out": x.money_out,
-                    "Net": x.net,
-                    "Refunds due": x.refunds_due,
-                }
-                for x in rows
-            ],
-            columns=["Clinic", "Method", "In", "Out", "Net", "Refunds due"],
-        ),
-        hide_index=True,
-        width="stretch",
-        key="payments_cashup_table",
-    )
-    if not rows:
+    if not rows:  # the words alone: an empty table of headings read 'empty' above them
         st.info("No money moved on that day.")
+    else:
+        _day_table(rows)
     _owed_back_list(me, day, where)
 
     if me.can(Permission.DATA_EXPORT):
@@ -112,6 +95,29 @@ def cash_up_panel(me, practice) -> None:
                     "text/csv",
                     key="payments_export_download",
                 )
+
+
+def _day_table(rows) -> None:
+    """The day's money per clinic and method."""
+    show_table(
+        pd.DataFrame(
+            [
+                {
+                    "Clinic": x.clinic,
+                    "Method": x.method,
+                    "In": x.money_in,
+                    "Out": x.money_out,
+                    "Net": x.net,
+                    "Refunds due": x.refunds_due,
+                }
+                for x in rows
+            ],
+            columns=["Clinic", "Method", "In", "Out", "Net", "Refunds due"],
+        ),
+        hide_index=True,
+        width="stretch",
+        key="payments_cashup_table",
+    )
 
 
 def _owed_back_list(me, day, where) -> None:

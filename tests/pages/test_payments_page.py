@@ -611,3 +611,12 @@ def test_a_charge_the_provider_has_not_finished_is_a_notice_not_an_error(
         )
     assert [w.value for w in at.warning] == [said]
     database.dispose()
+
+
+def test_a_day_without_money_says_so_without_an_empty_table(app_as, app_db):
+    """The demo takes no money: the day's cash-up says 'No money moved on that day.' alone,
+    not under an empty table of headings that read 'empty'."""
+    at = app_as("staff", "app_pages/cash_up.py")
+    assert not at.exception
+    assert [i.value for i in at.info] == ["No money moved on that day."]
+    assert not [d for d in at.dataframe if "Refunds due" in d.value.columns]
