@@ -89,7 +89,7 @@ def payments_panel(appointment_id: int) -> None:
     elif box := fold("Record a payment taken at the desk", "payments_desk_open"):
         # a recorded payment empties the form: a second press (it did not seem to work) asks
         # for an amount instead of taking the same money twice
-        forget_if_saved("payments_desk", ["amount", "note", "again", "beyond"])
+        emptied("payments_desk", {"amount": 0.0, "note": "", "again": False, "beyond": False})
         with box, st.form("payments_desk_form"):
             amount = st.number_input(
                 f"Amount ({symbol})",
@@ -225,7 +225,7 @@ def _give_back(box, info: desk.Summary, appointment_id: int, symbol: str, locale
     """Give back money of a payment (core.payments.desk.refund_payment): the payment stays, the
     refund is recorded with its reason; never more than is left of it."""
     labels = {r.payment_id: r.label for r in info.refundable}
-    forget_if_saved("payments_back", ["amount", "reason"])
+    emptied("payments_back", {"amount": 0.0, "reason": ""})
     # the payment chosen, given back in full at another desk meanwhile, leaves the list: the
     # box would fall back to the first payment and the press give back that one
     gone = gone_choice("payments_back_payment", list(labels), lambda i: f"P-{i}")
@@ -269,6 +269,15 @@ def _give_back(box, info: desk.Summary, appointment_id: int, symbol: str, locale
         mark_saved("payments_back")
         chosen_done("payments_back_payment")
         refresh()
+
+
+def emptied(form: str, empty: dict[str, object]) -> None:
+    """Before the form is drawn: once saved (ui.context.mark_saved), its fields (keyed
+    f"{form}_{field}") are set to `empty`. Set, not popped as forget_if_saved does: a popped
+    key is not sent to the browser, which kept showing the amount and note, and sent them
+    with the next press."""
+    if st.session_state.pop(f"{form}_saved", False):
+        st.session_state.update({f"{form}_{field}": value for field, value in empty.items()})
 
 
 @cached("appointments", "patients", "policy", ttl=30, max_entries=50)
