@@ -63,22 +63,24 @@ def _first_page():
     st.session_state[PAGE] = 0  # other filters: start again with the longest waiting
 
 
-# the table's headings, and widths (px) that fit the wide layout beside the sidebar at 1400 px
-# (about 1000 px: 1400 less the sidebar and the page margins)
+# the table's headings in their order, and widths (px) that fit the wide layout beside the
+# sidebar at 1400 px (about 1000 px: 1400 less the sidebar and the page margins); what a
+# manager offers by (matches, the first) comes before the wish's details, so it is within the
+# about 820 px the table has at 1280 px, not past its edge
 COLUMNS = {
     "patient": "Patient",
     "service": "Service",
     "provider": "Provider",
+    "matches": "Matches",
+    "next_match": "Next match",
     "days": "Days",
     "weekdays": "Weekdays",
     "windows": "Times of day",
+    "waiting_days": "Waiting (days)",
     "note": "Note",
     "source": "Source",
-    "waiting_days": "Waiting (days)",
-    "matches": "Matches",
-    "next_match": "Next match",
 }
-WIDTHS = dict(zip(COLUMNS.values(), (110, 100, 95, 100, 70, 80, 95, 60, 80, 60, 110), strict=True))
+WIDTHS = dict(zip(COLUMNS.values(), (110, 100, 90, 60, 150, 95, 70, 80, 70, 80, 55), strict=True))
 
 st.title("Waitlist")
 if done := st.session_state.pop(DONE, None):
@@ -118,7 +120,7 @@ rows = _entries(me, clinic_id, status, service_id, provider_id, page)
 frame = pd.DataFrame([r.__dict__ for r in rows])
 if rows:
     show_table(
-        frame.drop(columns=["id", "patient_id", "status"]).rename(columns=COLUMNS),
+        frame[list(COLUMNS)].rename(columns=COLUMNS),
         hide_index=True,
         width="stretch",
         column_config={
