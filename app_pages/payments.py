@@ -130,16 +130,22 @@ else:
             if run_action(rules.save_settings, wanted, typed, success="Rules saved."):
                 refresh()
 
+REASON = "payments_points_reason"
+ADJUSTED = "payments_points_saved"  # points adjusted: the reason leaves its box
 if box := fold("Adjust a patient's points", "payments_points_open"):
+    if st.session_state.pop(ADJUSTED, False):
+        # a second press (the toast went unseen) asks for a reason instead of adding the
+        # points again. Set, not popped: a popped key is not sent to the browser, which would
+        # keep showing the reason and send it with that press
+        st.session_state[REASON] = ""
     with box, st.form("payments_points_form"):
         a, b = st.columns(2)
         who = a.number_input("Patient #", min_value=1, step=1, key="payments_points_patient")
         change = b.number_input("Points (negative to remove)", step=5, value=10, key="payments_pts")
-        why = st.text_input(
-            "Reason (the patient reads it on their Points tab)", key="payments_points_reason"
-        )
+        why = st.text_input("Reason (the patient reads it on their Points tab)", key=REASON)
         if st.form_submit_button("Adjust points"):
             done = run_action(points.adjust_points, int(who), int(change), why)
             if done:
                 st.toast(escape(points.adjusted_text(done.value, int(change))))
+                st.session_state[ADJUSTED] = True
                 refresh()

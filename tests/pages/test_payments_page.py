@@ -620,3 +620,37 @@ def test_a_day_without_money_says_so_without_an_empty_table(app_as, app_db):
     assert not at.exception
     assert [i.value for i in at.info] == ["No money moved on that day."]
     assert not [d for d in at.dataframe if "Refunds due" in d.value.columns]
+
+
+def test_points_adjusted_here_empty_the_reason_so_a_second_press_adds_nothing(app_as, app_db):
+    """Payments and points → Adjust a patient's points: once adjusted, the reason is emptied
+    (and the browser told so), so a second press, as when the toast went unseen, asks for a
+    reason instead of adding the points again (before, the form kept all three and a second
+    press added them twice)."""
+    from db.models import Patient
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.read() as session:
+        patient_id = session.scalars(
+            Patient.__table__.select().with_only_columns(Patient.id)
+        ).first()
+        before = session.get(Patient, patient_id).points_balance
+    at = app_as("manager", "app_pages/payments.py")
+    at.session_state["payments_points_open"] = True  # a click on the fold
+    at.run()
+    at.number_input(key="payments_points_patient").set_value(patient_id)
+    at.number_input(key="payments_pts").set_value(25)
+    at.text_input(key="payments_points_reason").input("Goodwill after a late start")
+    at.button(key="FormSubmitter:payments_points_form-Adjust points").click().run()
+    assert not at.error, at.error[0].value
+    reason = at.text_input(key="payments_points_reason")
+    assert (reason.value, reason.proto.set_value) == ("", True)
+    at.button(key="FormSubmitter:payments_points_form-Adjust points").click().run()
+    assert [e.value for e in at.error] == [
+        "Say why the points change; the reason is kept in the ledger."
+    ]
+    with database.read() as session:
+        assert session.get(Patient, patient_id).points_balance == before + 25
+    database.dispose()
