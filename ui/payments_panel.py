@@ -100,7 +100,11 @@ def payments_panel(appointment_id: int) -> None:
                 key="payments_desk_amount",
             )
             method = st.radio(
-                "Method", ["card", "cash"], horizontal=True, key="payments_desk_method"
+                "Method",
+                ["card", "cash"],
+                horizontal=True,
+                key="payments_desk_method",
+                format_func={"card": "Card", "cash": "Cash"}.get,  # the words, not the keys
             )
             note = st.text_input("Note", key="payments_desk_note")
             again = st.checkbox(

@@ -366,6 +366,8 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
     assert "Payments" in [h.value for h in at.subheader]
     at.session_state["payments_desk_open"] = True  # a click on the fold
     at.run()
+    # the methods in words, as the payments table says them ('card' and 'cash' before)
+    assert at.radio(key="payments_desk_method").proto.options == ["Card", "Cash"]
     at.number_input(key="payments_desk_amount").set_value(25.0)
     at.button(key="FormSubmitter:payments_desk_form-Record payment").click().run()
     assert not at.exception
