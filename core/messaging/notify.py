@@ -663,6 +663,8 @@ def check_template(key: str, subject: str, body: str) -> None:
     patient nothing to act on; a link goes in the text, never the subject (_links_in)."""
     if not body.strip():
         raise ValidationError("The message text cannot be empty.")
+    if not subject.strip():  # an email without one, a text message starting '. Dear …'
+        raise ValidationError("The subject cannot be empty: it is the email's subject line.")
     allowed = placeholders_of(key)
     available = "Available in this message: " + ", ".join(f"{{{n}}}" for n in allowed) + "."
     for text in (subject, body):

@@ -143,6 +143,17 @@ def test_edited_template_is_used_and_unknown_placeholders_refused(db, world):
     assert queued.notifications[0].subject == "Cancelled: Tue 01 Dec 2026, 09:30"
 
 
+@pytest.mark.parametrize("subject", ["", "   "])
+def test_an_empty_subject_is_refused_and_the_built_in_text_stands(db, world, subject):
+    """Before, an emptied subject was saved: every email of the template went without a
+    subject line and its text message began '. Dear …' (seen on the Notifications page)."""
+    refused = pytest.raises(ValidationError, match="The subject cannot be empty")
+    with db.write() as session, refused:
+        notify.save_template(session, world.manager, "appointment_cancelled", subject, "Hi {when}")
+    queued = _queue(db, world.patient_id, channels=[Channel.EMAIL])
+    assert queued.notifications[0].subject.strip()
+
+
 @pytest.mark.parametrize(
     "typed",
     [
