@@ -5,7 +5,8 @@ the practice's clinics (`practice_regions`). A text reaches a mobile: `landline`
 phonenumbers knows the number for a fixed line (a number that may be either, as most US ones
 are, or one it cannot place, may get texts). A number typed to find someone (the patient
 search, the outbox's search) is read by one rule, `dialled`, as the digits every form on file
-holds, and looked for in a stored number's digits (`bare_phone`)."""
+holds, and looked for in a stored number's digits (`bare_phone`); a whole number typed, in
+every form a text's address may have been stored in (`stored_forms`)."""
 
 from __future__ import annotations
 
@@ -212,3 +213,24 @@ def bare_phone(column=Patient.phone):
     for char in (" ", "-", "(", ")", ".", "+"):
         column = func.replace(column, char, "")
     return column
+
+
+def stored_forms(typed: str, regions: tuple[str, ...]) -> list[str]:
+    """The digits a number typed (a whole one) has in each form a text's address may have been
+    stored in: a patient's phone as typed on their record, so with its country code or
+    without, a trunk 0 or none, 00 for the +; read in each of the practice's countries
+    (`practice_regions`), as a national form may belong to any of them."""
+    forms = {re.sub(r"\D", "", typed)}
+    for region in regions:
+        try:
+            number = phonenumbers.parse(typed, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if not phonenumbers.is_possible_number(number):
+            continue
+        significant = phonenumbers.national_significant_number(number)
+        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+        trunk, code = re.sub(r"\D", "", national), str(number.country_code)
+        # 7700900123, 07700900123, 447700900123, 00447700900123, +44 (0)7700 ...
+        forms |= {significant, trunk, code + significant, "00" + code + significant, code + trunk}
+    return sorted(forms)

@@ -53,7 +53,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-import phonenumbers
 from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -63,7 +62,7 @@ from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.config import DEFAULT_BASE_URL
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import ClinicFormat, clinic_format, clinic_time, format_money
-from core.kernel.phones import bare_phone, dialled, practice_regions
+from core.kernel.phones import bare_phone, dialled, practice_regions, stored_forms
 from core.kernel.text import clean, plain_words
 from core.messaging import attachments, delivery, recipients, sms_parts, visit_calendar
 from core.messaging.delivery import MAX_ATTEMPTS
@@ -1187,27 +1186,6 @@ def channel_title(channel: str) -> str:
     return CHANNEL_WORDS[Channel(channel)].capitalize()
 
 
-def _number_forms(typed: str, regions: tuple[str, ...]) -> list[str]:
-    """The digits a number typed (a whole one) has in each form a text's address may have been
-    stored in: a patient's phone as typed on their record, so with its country code or
-    without, a trunk 0 or none, 00 for the +; read in each of the practice's countries
-    (core.kernel.phones.practice_regions), as a national form may belong to any of them."""
-    forms = {re.sub(r"\D", "", typed)}
-    for region in regions:
-        try:
-            number = phonenumbers.parse(typed, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if not phonenumbers.is_possible_number(number):
-            continue
-        significant = phonenumbers.national_significant_number(number)
-        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-        trunk, code = re.sub(r"\D", "", national), str(number.country_code)
-        # 7700900123, 07700900123, 447700900123, 00447700900123, +44 (0)7700 ...
-        forms |= {significant, trunk, code + significant, "00" + code + significant, code + trunk}
-    return sorted(forms)
-
-
 def _outbox_where(session: Session, template: str | None, search: str) -> list:
     """The outbox screen's filters but status: one template, and a search typed, taken
     literally (a % or _ is that character). A patient's messages are found by their record:
@@ -1216,9 +1194,9 @@ def _outbox_where(session: Session, template: str | None, search: str) -> list:
     the search reads the patients and the messages found, never every message. Any message,
     a patient's or the clinic's, by the address it went to, whole, through
     ix_notifications_address_key (db.models.address_key): an email in any case, a number in
-    any form (`_number_forms`), so one sent to an address its patient no longer has is found
-    by it. The clinic's own messages (no patient) also by a part of their address: the
-    patient index's range of no patient, then their rows. The template through
+    any form (core.kernel.phones.stored_forms), so one sent to an address its patient no
+    longer has is found by it. The clinic's own messages (no patient) also by a part of their
+    address: the patient index's range of no patient, then their rows. The template through
     ix_notifications_template_id_status."""
     conditions = []
     if template:
@@ -1232,7 +1210,7 @@ def _outbox_where(session: Session, template: str | None, search: str) -> list:
         if digits := dialled(typed):  # a number, however it was stored and is typed
             people.append(bare_phone().contains(digits, autoescape=True))
             clinic.append(bare_phone(Notification.to_address).contains(digits, autoescape=True))
-            sent_to = key.in_(_number_forms(typed, practice_regions(session)))
+            sent_to = key.in_(stored_forms(typed, practice_regions(session)))
         else:  # an email, its key (dots and all dropped) checked whole again
             typed_key = address_key(literal(typed))
             sent_to = and_(
