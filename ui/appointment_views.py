@@ -111,9 +111,9 @@ def _finish(done, headline: str, form: str | None = None) -> None:
         refresh()
         return
     if isinstance(value, decisions.Proposed):
-        headline = f"{headline} {value.outcome.summary}"
+        headline = value.outcome.after(headline)
     elif isinstance(value, lifecycle.Outcome):
-        headline = f"{headline} {value.summary}"
+        headline = value.after(headline)
     elif isinstance(value, list):  # bulk results are shown by the caller
         return
     st.session_state[FLASH] = headline

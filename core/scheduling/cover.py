@@ -524,7 +524,7 @@ def _move(
         expected_version=handling.version,
         moved_from=(visit.start_at, off.provider_id),  # still with the provider who is off
     )
-    return f"Moved to {visit.provider.name}, same time. {outcome.summary}"
+    return outcome.after(f"Moved to {visit.provider.name}, same time.")
 
 
 def _propose_again(
@@ -564,7 +564,7 @@ def _cancel(
         session, actor, handling.appointment_id, reason=reason, expected_version=handling.version
     )
     money = f" {outcome.money}" if outcome.money else ""
-    words = f"Cancelled as the practice, no fee.{money} {outcome.summary}"
+    words = outcome.after(f"Cancelled as the practice, no fee.{money}")
     if wait_list is not None:
         try:
             with session.begin_nested():
@@ -635,4 +635,4 @@ def _decline(
 ) -> str:
     request = _waiting_request(session, off, handling)
     outcome = decline(session, actor, request.id, reason=reason, expected_version=request.version)
-    return f"Declined as the practice. {outcome.summary}".replace("\n", " ")
+    return outcome.after("Declined as the practice.").replace("\n", " ")

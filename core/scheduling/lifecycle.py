@@ -85,6 +85,12 @@ class Outcome:
     def summary(self) -> str:
         return f"Now {STATUS_WORDS[self.status]}. {self.told}"
 
+    def after(self, headline: str) -> str:
+        """`headline`, then the new status unless the headline names it ("Declined." is not
+        followed by "Now declined."), then who was told."""
+        said = STATUS_WORDS[self.status] in headline.lower()
+        return f"{headline} {self.told if said else self.summary}"
+
 
 @dataclass(frozen=True)
 class RowResult:

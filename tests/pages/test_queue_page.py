@@ -166,7 +166,8 @@ def test_decline_without_reason_is_refused_with_its_message(app_as, app_db):
     assert _status(app_db, row.appointment_id) == AppointmentStatus.REQUESTED
     at.text_input(key=f"{prefix}_reason").input("No provider that week").run()
     at.button(key=f"{prefix}_go").click().run()
-    assert any("Declined." in s.value for s in at.success)
+    (said,) = [s.value for s in at.success if "Declined." in s.value]
+    assert said.startswith("Declined. Notified:") and "Now declined" not in said  # said once
     assert _status(app_db, row.appointment_id) == AppointmentStatus.DECLINED
 
 

@@ -316,7 +316,7 @@ def test_requests_in_a_time_off_are_released_or_declined_each_on_its_own(db, wor
     assert results[0].message.startswith("Now with Dr Cover (Dr Test is away then)")
     assert "still a request waiting for a decision" in results[0].message
     assert results[1].message.startswith("Now for any provider (Dr Test is away then)")
-    assert results[2].message.startswith("Declined as the practice. Now declined.")
+    assert results[2].message.startswith("Declined as the practice. Notified:")
     assert "Dr Away is not free for it then" in results[3].message
     assert results[4].message.startswith(f"Appointment #{ten} is booked: move it or cancel it")
     with db.read() as session:
