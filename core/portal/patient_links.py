@@ -34,6 +34,7 @@ from core.portal import sign_in
 from core.practice.packages import offered_packages
 from core.requests import changes, decisions
 from core.scheduling.lifecycle import treatment_of
+from core.scheduling.states import status_is
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -447,7 +448,7 @@ def _change_view(session: Session, appointment: Appointment, now: datetime) -> C
     ev = evaluate(session, appointment, now)
     reason = ""
     if appointment.status not in CHANGEABLE:
-        reason = f"This appointment is {appointment.status.value.replace('_', ' ')} already."
+        reason = f"This appointment is {status_is(appointment.status, already=True)}."
     elif appointment.start_at is None or appointment.start_at <= now:
         reason = "This appointment has started or passed."
     left = max(0, ev.max_reschedules - appointment.reschedule_count)

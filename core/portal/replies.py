@@ -38,6 +38,7 @@ from core.portal import sign_in
 from core.portal.patient_links import AppointmentView, appointment_view
 from core.requests import changes
 from core.scheduling.lifecycle import base_url
+from core.scheduling.states import status_is
 from db.models import (
     Appointment,
     AppointmentKind,
@@ -88,7 +89,7 @@ def _confirm_target(session: Session, raw: str | None) -> Appointment:
 
 def _why_not(appointment: Appointment, now: datetime) -> str:
     if appointment.status != AppointmentStatus.SCHEDULED:
-        return f"This appointment is {appointment.status.value.replace('_', ' ')}."
+        return f"This appointment is {status_is(appointment.status)}."
     if appointment.start_at is None or appointment.start_at <= now:
         return "This appointment has started or passed."
     return ""

@@ -69,7 +69,7 @@ from core.patients.records import (
 from core.payments.prepay import DESK_METHODS
 from core.requests import decisions
 from core.scheduling.lifecycle import flush, latest_event
-from core.scheduling.states import Action
+from core.scheduling.states import Action, status_is
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -505,7 +505,7 @@ def _refuse_decided(appointment: Appointment, patient_id: int) -> None:
     if appointment.status == AppointmentStatus.TENTATIVE:
         now = "it was booked, and a new time is proposed for the change its patient asked"
     else:
-        now = f"it is {appointment.status.value.replace('_', ' ')} now"
+        now = f"it is {status_is(appointment.status)} now"
     raise Conflict(
         f"Request #{appointment.id} is no longer waiting for a decision ({now}), so it stays "
         f"on #{patient_id} with its messages and payments. Mark the flag checked; if the visit "

@@ -18,7 +18,7 @@ from core.kernel.money import clinic_time, format_clock
 from core.scheduling import visits
 from core.scheduling.codes import CODE_PREFIX, issue_code, qr_png
 from core.scheduling.lifecycle import Outcome, latest_event, treatment_of
-from core.scheduling.states import Action
+from core.scheduling.states import Action, status_is
 from db.models import Appointment, AppointmentKind, AppointmentStatus, LinkToken
 
 # ---------------------------------------------------------------- at the desk
@@ -86,7 +86,7 @@ def check_in_by_code(
     if row.used_at is not None:
         raise ValidationError(
             f"This code was used already at {clinic_time(clinic, row.used_at)}; a code works once. "
-            f"The appointment of {who} is {appointment.status.value.replace('_', ' ')}."
+            f"The appointment of {who} is {status_is(appointment.status)}."
         )
     if appointment.status == AppointmentStatus.CHECKED_IN:  # by hand, or by another code
         raise ValidationError(_checked_in_already(session, appointment, who))

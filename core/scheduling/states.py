@@ -133,6 +133,30 @@ STATUS_WORDS = {
     S.DECLINED: "declined",
     S.CANCELLED: "cancelled",
 }
+# what an appointment is, in a sentence ('This appointment is marked as a no-show.'): the words
+# a patient or the desk reads of a visit's state, where STATUS_WORDS names it in a list or before
+# a noun ('a no-show appointment'); status_is adds 'already' to a state reached
+STATUS_STATES = {
+    S.REQUESTED: "still a request the practice has not answered",
+    S.TENTATIVE: "waiting for an answer to the time the practice proposed",
+    S.SCHEDULED: "booked",
+    S.CHECKED_IN: "checked in",
+    S.COMPLETED: "completed",
+    S.NO_SHOW: "marked as a no-show",
+    S.DECLINED: "declined",
+    S.CANCELLED: "cancelled",
+}
+_STILL = frozenset({S.REQUESTED, S.TENTATIVE})
+
+
+def status_is(status: AppointmentStatus | str, already: bool = False) -> str:
+    """The words after 'This appointment is': 'marked as a no-show', 'checked in'; `already`:
+    'already marked as a no-show' (a visit still waiting is 'still a request ...' either way)."""
+    status = AppointmentStatus(status)
+    words = STATUS_STATES[status]
+    return f"already {words}" if already and status not in _STILL else words
+
+
 ACTION_LABELS = {
     Action.APPROVE: "approve",
     Action.DECLINE: "decline",

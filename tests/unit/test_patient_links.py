@@ -290,6 +290,28 @@ def test_inside_the_window_the_patient_sees_the_fee_and_points_before_confirming
         patient_links.submit_change(s, raw, kind="cancel")
 
 
+@pytest.mark.parametrize(
+    "status, reason",
+    [
+        (AppointmentStatus.NO_SHOW, "This appointment is already marked as a no-show."),
+        (AppointmentStatus.CHECKED_IN, "This appointment is already checked in."),
+        (AppointmentStatus.CANCELLED, "This appointment is already cancelled."),
+        (
+            AppointmentStatus.REQUESTED,
+            "This appointment is still a request the practice has not answered.",
+        ),
+    ],
+)
+def test_a_link_to_a_visit_past_changing_says_its_state_in_english(db, world, status, reason):
+    """'This appointment is already marked as a no-show.', not 'is no show already.'"""
+    appointment_id, raw = _scheduled(db, world, hours_ahead=72)
+    with db.write() as s:
+        s.get(Appointment, appointment_id).status = status
+    with db.read() as s:
+        view = patient_links.change_view(s, raw)
+    assert (view.changeable, view.reason_not) == (False, reason)
+
+
 def test_the_change_page_names_a_share_of_the_price_and_what_it_comes_to(db, world):
     """A fee of 50% of the visit's price: the page says so, with its amount for this £60.00
     visit, and the request records that amount (before, the fixed £25.00 whatever it cost)."""
@@ -337,7 +359,7 @@ def test_outside_the_window_with_auto_accept_the_cancellation_is_done_at_once(db
     with db.read() as s:
         assert s.get(Appointment, appointment_id).status == AppointmentStatus.CANCELLED
         view = patient_links.change_view(s, raw)
-    assert not view.changeable and "cancelled already" in view.reason_not
+    assert not view.changeable and "already cancelled" in view.reason_not
 
 
 def test_reschedule_needs_a_day(db, world):

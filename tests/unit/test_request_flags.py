@@ -485,7 +485,7 @@ def test_a_request_decided_meanwhile_is_not_moved_to_a_new_record(db, world):
     with db.write() as s, pytest.raises(Conflict) as refused:
         handle_flag(s, world.manager, visit, FlagAction.NEW_RECORD)
     assert str(refused.value) == (
-        f"Request #{visit} is no longer waiting for a decision (it is scheduled now), so it "
+        f"Request #{visit} is no longer waiting for a decision (it is booked now), so it "
         f"stays on #{world.patient_id} with its messages and payments. Mark the flag checked; "
         "if the visit is someone else's, cancel it and book it on their own record."
     )
