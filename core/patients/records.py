@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -350,6 +351,40 @@ NO_NAME = (
     "Enter the patient's name: first and last, or their one name in either box if they have "
     "only one."
 )
+NO_NAME_YOURS = "Please enter your name: first and last, or your one name if you have only one."
+
+
+def has_letter(name: str) -> bool:
+    """Whether a name has a letter in it, in any alphabet ('Zoë', '李', "O'Brien"): '🙂🙂',
+    '---' or '42' is no one's name."""
+    return any(unicodedata.category(c).startswith("L") for c in name)
+
+
+def typed_name(value: str | None, field: str, *, yours: bool = False) -> str:
+    """One part of a patient's name as typed (`field`: 'first name', 'last name'), cleaned and
+    trimmed ('' when left empty), or a ValidationError when it has no letter in it, saying what
+    to type: to the patient on the public form (`yours`), else to the desk. The one check of
+    every patient name field: the desk's new patient and edit, and the public booking form."""
+    name = (clean(value or "", field=field, limit=80) or "").strip()
+    if name and not has_letter(name):
+        raise ValidationError(
+            f"Your {field} has no letter in it: please type your name as it is written (in any "
+            "alphabet), or leave that box empty if you have only one name."
+            if yours
+            else f"The {field} has no letter in it: type the patient's name as it is written (in "
+            "any alphabet), or leave that box empty if they have only one name."
+        )
+    return name
+
+
+def typed_names(first_name: str | None, last_name: str | None, *, yours: bool = False):
+    """A patient's first and last name as typed_name reads each; one of them may be empty (one
+    name only, a mononym), not both (NO_NAME, or NO_NAME_YOURS on the public form)."""
+    first = typed_name(first_name, "first name", yours=yours)
+    last = typed_name(last_name, "last name", yours=yours)
+    if not first and not last:
+        raise ValidationError(NO_NAME_YOURS if yours else NO_NAME)
+    return first, last
 
 
 def create_patient(
@@ -374,10 +409,7 @@ def create_patient(
     them. `address`: the postal address's parts by ADDRESS name (validate_address). `note`:
     where the record came from, for its audit entry ("Made from online request #12")."""
     ensure(actor, Permission.PATIENTS_EDIT)
-    first_name = clean(first_name, field="first name", limit=80).strip()
-    last_name = clean(last_name, field="last name", limit=80).strip()
-    if not first_name and not last_name:  # one name only (a mononym) is a name: either box
-        raise ValidationError(NO_NAME)
+    first_name, last_name = typed_names(first_name, last_name)  # a mononym in either box
     _check_born(date_of_birth)
     email, phone = validate_contact(email, phone, practice_regions(session))
     check_texts(phone, consent_sms, practice_regions(session))
@@ -589,8 +621,7 @@ def update_patient(
         raise ChangedMeanwhile(clash)
     for field in ("first_name", "last_name"):
         if field in changes:
-            typed = clean(changes[field] or "", field=field.replace("_", " "), limit=80)
-            changes[field] = typed.strip()
+            changes[field] = typed_name(changes[field], field.replace("_", " "))
     if not any(changes.get(f, getattr(patient, f)) for f in ("first_name", "last_name")):
         raise ValidationError(NO_NAME)
     _check_born(changes.get("date_of_birth"))

@@ -27,7 +27,13 @@ from core.kernel.text import clean, plain_name, same_name
 from core.messaging import notify
 from core.messaging.notify import CHANNEL_WORDS
 from core.patients import invitations, merge
-from core.patients.records import birth_problem, check_texts, practice_regions, validate_contact
+from core.patients.records import (
+    birth_problem,
+    check_texts,
+    practice_regions,
+    typed_names,
+    validate_contact,
+)
 from core.payments import points as ledger_points
 from core.policy.cancellation import evaluate
 from core.portal import sign_in
@@ -663,12 +669,8 @@ def submit_booking(
 
     view = booking_view(session, raw)
     now = now or utcnow()
-    first_name = (clean(first_name, field="first name", limit=80) or "").strip()
-    last_name = (clean(last_name, field="last name", limit=80) or "").strip()
-    if not first_name and not last_name:  # one name only (a mononym) is a name: either box
-        raise ValidationError(
-            "Please enter your name: first and last, or your one name if you have only one."
-        )
+    # one name only (a mononym) in either box; a letter in each given (core.patients.records)
+    first_name, last_name = typed_names(first_name, last_name, yours=True)
     email, phone = validate_contact(email, phone, practice_regions(session, view.locale))
     if not email and not phone:
         raise ValidationError("Please give an email address or a phone number so we can reply.")

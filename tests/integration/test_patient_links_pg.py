@@ -6,6 +6,7 @@ namesake told apart by the date of birth typed (compared in SQL); consent asked 
 from tests.unit.test_patient_links import (  # noqa: F401
     test_a_change_or_confirm_link_reads_its_token_once_and_a_dead_one_is_refused_alike,
     test_a_known_contacts_request_already_waiting_gets_the_same_answer_as_a_stranger,
+    test_a_name_with_no_letter_in_it_is_refused_saying_what_to_type,
     test_a_typed_date_of_birth_is_kept_and_tells_a_namesake_apart,
     test_booking_limits_hold_when_requests_arrive_at_once,
     test_booking_requests_are_rate_limited_per_contact_strictly_not_per_address,

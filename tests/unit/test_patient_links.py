@@ -1072,6 +1072,32 @@ def test_booking_input_is_validated(db, world, fields, message):
         _book(db, raw, **fields)
 
 
+@pytest.mark.parametrize(
+    "names",
+    [("🙂🙂", ""), ("---", "Hart"), ("Robin", "!!"), ("", "123"), ("…", "🙂")],
+)
+def test_a_name_with_no_letter_in_it_is_refused_saying_what_to_type(db, world, names):
+    """'🙂🙂' or '---' was taken as a patient's name: a record and a request in nobody's name.
+    A name needs a letter, in any alphabet; nothing is stored."""
+    raw = _booking_link(db, world)
+    first, last = names
+    with pytest.raises(ValidationError) as refused:
+        _book(db, raw, first_name=first, last_name=last)
+    assert "has no letter in it" in str(refused.value)
+    assert "type your name as it is written" in str(refused.value)
+    with db.read() as s:
+        assert s.scalar(select(func.count(Appointment.id))) == 0
+
+
+@pytest.mark.parametrize(
+    "names", [("Zoë", "Brontë"), ("李", ""), ("Seán", "O'Brien"), ("Nguyễn", "Văn-An"), ("Ð", "")]
+)
+def test_a_name_in_any_alphabet_is_a_name(db, world, names):
+    raw = _booking_link(db, world)
+    first, last = names
+    assert _book(db, raw, first_name=first, last_name=last) == patient_links.BOOKING_RECEIVED
+
+
 def test_booking_with_a_wrong_token_reveals_nothing(db, world):
     _booking_link(db, world)
     with pytest.raises(LinkInvalid):

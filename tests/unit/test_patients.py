@@ -248,9 +248,9 @@ def test_text_consent_on_a_landline_is_refused_saying_what_to_do(db, world):
         ann = patients.create_patient(
             s, world.staff, first_name="Ann", last_name="Lee", phone=LANDLINE
         )
-        for number in ("07911 123456", "+1 212 555 0123"):
+        for last, number in (("Mobile", "07911 123456"), ("Either", "+1 212 555 0123")):
             patients.create_patient(
-                s, world.staff, first_name="Bo", last_name=number, phone=number, consent_sms=True
+                s, world.staff, first_name="Bo", last_name=last, phone=number, consent_sms=True
             )
     with db.write() as s, pytest.raises(ValidationError, match=landline):
         patients.update_patient(s, world.staff, ann.id, consent_sms=True)
@@ -800,6 +800,22 @@ def test_a_patient_with_one_name_only_is_added_at_the_desk_too(db, world):
         patients.update_patient(s, world.staff, one.id, first_name="Bung", last_name="")
     with db.read() as s:
         assert s.get(Patient, one.id).full_name == "Bung"
+
+
+@pytest.mark.parametrize("names", [("🙂🙂", ""), ("Ann", "---"), ("", "42")])
+def test_the_desk_cannot_add_or_rename_a_patient_to_a_name_with_no_letter(db, world, names):
+    """The desk's forms go through the public form's check: a name needs a letter (any
+    alphabet), and the message says so."""
+    first, last = names
+    with db.write() as s, pytest.raises(ValidationError, match="has no letter in it"):
+        patients.create_patient(s, world.staff, first_name=first, last_name=last)
+    with db.write() as s, pytest.raises(ValidationError, match="type the patient's name as"):
+        patients.update_patient(s, world.staff, world.patient_id, first_name=first, last_name=last)
+    with db.read() as s:
+        assert s.get(Patient, world.patient_id).full_name == "Alex Morgan"
+    with db.write() as s:
+        made = patients.create_patient(s, world.staff, first_name="李", last_name="O'Brien")
+        assert made.full_name == "李 O'Brien"
 
 
 # ---------------------------------------------------------------- the postal address
