@@ -13,6 +13,7 @@ from core.analytics import risk_scores
 from core.kernel.authz import Permission
 from core.kernel.clock import local_today, to_local
 from core.kernel.money import NO_VALUE, weekday_name
+from core.scheduling.availability import time_of_day_labels
 from core.waitlist import entries, offers, rules
 from ui.appointment_views import FLASH
 from ui.booking_form import patient_picker
@@ -338,7 +339,10 @@ def add_entry_form(
                 key="waitlist_add_wd",
             )
             windows = st.multiselect(
-                "Times of day (none: any)", list(entries.TimeOfDay), key="waitlist_add_tod"
+                "Times of day (none: any)",
+                list(moments := time_of_day_labels(locale)),
+                format_func=moments.get,
+                key="waitlist_add_tod",
             )
             note = st.text_input("Note", key="waitlist_add_note")
             if not st.form_submit_button("Add to the waitlist", type="primary"):

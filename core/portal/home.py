@@ -43,13 +43,13 @@ from core.payments.rules import get_settings, money_format
 from core.policy import balance as ledger_balance
 from core.policy.cancellation import Evaluation, evaluate, online_booking_blocked
 from core.portal.patient_links import (
-    TIME_OF_DAY_LABELS,
     check_terms,
     request_answer,
     terms_of,
 )
 from core.practice.packages import offered_packages
 from core.requests import changes, decisions
+from core.scheduling.availability import time_of_day_label
 from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
 from core.scheduling.lifecycle import treatment_of
 from db.models import (
@@ -236,9 +236,10 @@ def _view(
     tz = clinic.timezone
     when = clinic_time_range(clinic, appointment.start_at, appointment.end_at, zone=True)
     if appointment.start_at is None and appointment.requested_day:
-        moment = TIME_OF_DAY_LABELS.get(appointment.time_of_day, "")
         day = format_day(appointment.requested_day, clinic.locale)
-        when = f"Requested for {day} {moment}".strip()
+        when = f"Requested for {day}"
+        if appointment.time_of_day:
+            when += f", {time_of_day_label(appointment.time_of_day, clinic.locale, in_text=True)}"
     payment, outstanding, payable, usable = badges.get(appointment.id, ""), "", False, 0
     if appointment.status == S.SCHEDULED:
         owed = prepay.due(session, appointment, rules)
@@ -770,6 +771,10 @@ def request_appointment(
         raise ValidationError(locked_text(session, patient))
     if requested_day is None:  # a past day is refused by decisions, in the clinic's zone
         raise ValidationError("Please choose a day from today onwards.")
+    try:  # none chosen: the form chooses none for the patient
+        moment = TimeOfDay(time_of_day)
+    except ValueError:
+        raise ValidationError("Please choose a time of day.") from None
     open_clinic(session, clinic_id)
     asked_online(session, service_id, package_id)
     decisions.request_appointment(
@@ -780,7 +785,7 @@ def request_appointment(
         service_id=service_id,
         package_id=package_id,
         requested_day=requested_day,
-        time_of_day=TimeOfDay(time_of_day),
+        time_of_day=moment,
         notes=(notes or "").strip()[:2000],
         source=Source.ONLINE,
         now=now,

@@ -39,6 +39,7 @@ from core.policy.cancellation import evaluate
 from core.portal import sign_in
 from core.practice.packages import offered_packages
 from core.requests import changes, decisions
+from core.scheduling.availability import time_of_day_labels
 from core.scheduling.lifecycle import treatment_of
 from core.scheduling.states import status_is
 from db.models import (
@@ -61,12 +62,6 @@ from db.types import utcnow
 
 MAX_IDENTITY_ATTEMPTS = 5  # wrong dates of birth before an enrolment link stops working
 BOOKING_DAYS_AHEAD = 180
-TIME_OF_DAY_LABELS = {
-    TimeOfDay.EARLY_MORNING: "Early morning (before 9:00)",
-    TimeOfDay.MORNING: "Morning (9:00–12:00)",
-    TimeOfDay.AFTERNOON: "Afternoon (12:00–17:00)",
-    TimeOfDay.EVENING: "Evening (after 17:00)",
-}
 
 
 def _actor_for(patient: Patient | None) -> Actor:
@@ -964,7 +959,7 @@ def _maybe_known(
 
 
 __all__ = [
-    "TIME_OF_DAY_LABELS",
+    "time_of_day_labels",
     "EnrollView",
     "EnrollResult",
     "enrollment_view",

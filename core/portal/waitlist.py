@@ -16,7 +16,7 @@ from core.kernel.errors import ValidationError
 from core.kernel.money import babel_locale, clinic_time, format_day_range
 from core.policy.cancellation import online_booking_blocked
 from core.portal.home import asked_online, locked_text, open_clinic, portal_patient
-from core.portal.patient_links import TIME_OF_DAY_LABELS
+from core.scheduling.availability import time_of_day_label
 from core.waitlist import entries, offers
 from db.models import Clinic, OfferStatus, TimeOfDay, WaitlistEntry, WaitlistOffer, WaitlistStatus
 from db.types import utcnow
@@ -125,7 +125,7 @@ def waitlist_entries(
     result = []
     for entry, clinic in rows:
         offer = soonest.get(entry.id)
-        windows = [TIME_OF_DAY_LABELS[TimeOfDay(w)] for w in entry.windows.split(",") if w]
+        windows = [time_of_day_label(w, clinic.locale) for w in entry.windows.split(",") if w]
         result.append(
             PortalWaitlistEntry(
                 entry.id,

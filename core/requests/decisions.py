@@ -22,7 +22,7 @@ from core.patients import merge
 from core.practice.packages import package_services
 from core.practice.timing import timing_of
 from core.scheduling.availability import (
-    TIME_OF_DAY_LABELS,
+    time_of_day_label,
     time_off_during,
 )
 from core.scheduling.lifecycle import (
@@ -208,7 +208,7 @@ def _not_asked_already(
     what = package.name if package else service.name
     asked = format_day(requested_day, clinic.locale)
     if time_of_day:
-        asked += f", {TIME_OF_DAY_LABELS[time_of_day]}"
+        asked += f", {time_of_day_label(time_of_day, clinic.locale, in_text=True)}"
     if actor.role is None:
         call = f"call us on {clinic.phone}" if clinic.phone else "call us"
         raise AlreadyAsked(

@@ -25,10 +25,10 @@ from core.practice.timing import Timing, timing_of
 from core.practice.treatment import treatment_texts
 from core.requests import flags
 from core.scheduling.availability import (
-    TIME_OF_DAY_LABELS,
     Slot,
     suggest_slots,
     time_asked_padded,
+    time_of_day_label,
 )
 from core.scheduling.lifecycle import duration_of, services_of
 from db.models import (
@@ -711,7 +711,7 @@ def describe(row: QueueRow) -> dict[str, Any]:
     if row.requested_day:
         wish = format_day(row.requested_day, row.locale)
         if row.time_of_day:
-            wish += f", {TIME_OF_DAY_LABELS[row.time_of_day]}"
+            wish += f", {time_of_day_label(row.time_of_day, row.locale, in_text=True)}"
     base = {
         "#": row.appointment_id,
         "Patient": row.patient_name,

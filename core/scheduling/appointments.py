@@ -15,7 +15,7 @@ from core.kernel.errors import NotFound
 from core.kernel.money import clinic_time, clinic_time_range, format_day
 from core.messaging import reminders
 from core.practice.timing import timing_of
-from core.scheduling.availability import TIME_OF_DAY_LABELS
+from core.scheduling.availability import time_of_day_label
 from core.scheduling.lifecycle import treatment_text
 from core.scheduling.notes import notes_of
 from core.scheduling.states import RULES, STATUS_WORDS, Action, allowed_actions, fhir_status
@@ -138,7 +138,7 @@ def get_appointment_detail(
     if a.requested_day:
         requested = format_day(a.requested_day, clinic.locale)
         if a.time_of_day:
-            requested += f", {TIME_OF_DAY_LABELS[a.time_of_day]}"
+            requested += f", {time_of_day_label(a.time_of_day, clinic.locale, in_text=True)}"
     history = [
         HistoryEntry(
             clinic_time(clinic, e.at),

@@ -35,11 +35,11 @@ from core.practice.treatment import services_of, treatment_of
 from core.scheduling.availability import (
     MAX_BUFFER,
     MAX_LENGTH,
-    TIME_OF_DAY_LABELS,
     find_conflicts,
     resources_taken,
     suggest_slots,
     time_asked_padded,
+    time_of_day_label,
     working_hours_cover,
 )
 from core.scheduling.lifecycle import (
@@ -336,7 +336,11 @@ def _asked_words(request: Appointment) -> str:
     if request.start_at is not None:
         return f"Requested for {clinic_time_range(clinic, *asked_span(request))}"
     day = format_day(request.requested_day, clinic.locale)
-    part = f", {TIME_OF_DAY_LABELS[request.time_of_day]}" if request.time_of_day else ""
+    part = (
+        f", {time_of_day_label(request.time_of_day, clinic.locale, in_text=True)}"
+        if request.time_of_day
+        else ""
+    )
     return f"Requested for {day}{part}"
 
 

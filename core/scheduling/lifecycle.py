@@ -28,13 +28,13 @@ from core.practice.treatment import treatment_text as treatment_text  # re-expor
 from core.scheduling.availability import (
     MAX_LENGTH,
     OCCUPYING,
-    TIME_OF_DAY_LABELS,
     Held,
     find_conflicts,
     lock_provider,
     lock_resources,
     required_resources,
     resources_taken,
+    time_of_day_label,
     time_off_during,
     travel_gap,
     working_hours_cover,
@@ -248,7 +248,7 @@ def when_text(appointment: Appointment) -> str:
     if appointment.requested_day is not None:
         text = format_day(appointment.requested_day, clinic.locale)
         if appointment.time_of_day:
-            text += f", {TIME_OF_DAY_LABELS[appointment.time_of_day]}"
+            text += f", {time_of_day_label(appointment.time_of_day, clinic.locale, in_text=True)}"
         return text
     return "a time to be agreed"
 

@@ -31,7 +31,7 @@ MOBILE = "07911 123456"
 LOCAL_TIME = re.compile(r"\w{3}, \d{1,2} \w{3,4} \d{4}, \d{2}:\d{2}")
 CLINIC = "Harbour Street Clinic"  # Europe/London, en-GB: Dr Rahman and Dr Becker on Tuesdays
 SERVICE = "Consultation"
-MORNING = patient_links.TIME_OF_DAY_LABELS[TimeOfDay.MORNING]
+MORNING = patient_links.time_of_day_labels("en-GB")[TimeOfDay.MORNING]
 
 
 def _database(tmp_path):

@@ -273,6 +273,38 @@ def _late_change_link(app_db, *, needs_approval: bool) -> tuple[str, int]:
     return raw, appointment_id
 
 
+def test_the_change_links_move_asks_no_time_of_day_for_the_patient(app_db):
+    """Moving a visit by its link, the time of day stood on 'Early morning': skimmed on a phone,
+    the request went out as a wish for early morning the patient never made. It starts on
+    'Any time of day' (what leaving it sends: the whole day), offered first, the times of day
+    after it in the clinic's words; a move sent as it starts asks for the day alone."""
+    raw, appointment_id = _late_change_link(app_db, needs_approval=True)
+    at = patient_page("change", raw)
+    at.radio(key="patient_change_kind").set_value("reschedule").run()
+    moment = at.selectbox(key="patient_change_time")
+    assert moment.value in (None, "") and moment.options[0] == "Any time of day", moment.options
+    assert moment.options[1:] == [
+        "Early morning (before 9:00)",
+        "Morning (9:00–12:00)",
+        "Afternoon (12:00–17:00)",
+        "Evening (after 17:00)",
+    ]
+    at.date_input(key="patient_change_day").set_value(date.today() + timedelta(days=5))
+    at.checkbox(key="patient_change_agree").check()
+    at.button(key="FormSubmitter:patient_change_form-Send my request").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    database = _db(app_db)
+    with database.read() as s:
+        change = s.scalars(
+            select(ChangeRequest).where(ChangeRequest.appointment_id == appointment_id)
+        ).one()
+        assert (change.requested_day, change.time_of_day) == (
+            date.today() + timedelta(days=5),
+            None,
+        )
+    database.dispose()
+
+
 def test_a_late_cancellation_done_at_once_says_so_on_its_button_not_send_my_request(app_db):
     """Inside the window with no approval needed, the press cancels the visit at once and
     charges it: the button says 'Cancel my appointment', not 'Send my request' (a request the

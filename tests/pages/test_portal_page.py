@@ -8,7 +8,7 @@ from datetime import time, timedelta
 
 import pytest
 import streamlit as st
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
 from core.feedback import surveys
@@ -245,6 +245,10 @@ def test_cancelling_asks_for_the_two_button_confirmation(app_db):
     # a move asks nothing 'are you sure' about: its button says what it sends
     at.radio(key="portal_change_kind").set_value("reschedule").run()
     assert at.button(key="portal_change_yes").label == "Ask to move it"
+    # no time of day chosen for the patient: 'Any time of day' (what none asks) first
+    moment = at.selectbox(key="portal_change_time")
+    assert moment.value in (None, "") and moment.options[0] == "Any time of day"
+    assert moment.options[1] == "Early morning (before 9:00)"
     at.radio(key="portal_change_kind").set_value("cancel").run()
     at.button(key="portal_change_no").click().run()
     assert "portal_change_yes" not in [b.key for b in at.button]
@@ -454,6 +458,27 @@ def test_only_the_chosen_section_runs(app_db):
     assert not [b for b in at.button if b.key == f"portal_pay_{appointment_id}"]
 
 
+def test_the_portals_request_form_chooses_no_time_of_day_for_the_patient(app_db):
+    """The portal's request form stood on 'Early morning', sent as the patient's wish when the
+    form was skimmed on a phone: it starts empty ('Choose a time of day'), a request without
+    one is told to choose it and nothing is stored."""
+    patient_id, _ = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.read() as s:
+        before = s.scalar(select(func.count(Appointment.id)))
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Request"
+    at.run()
+    moment = at.selectbox(key="portal_request_time")
+    assert moment.value is None and moment.placeholder == "Choose a time of day"
+    at.button(key="FormSubmitter:portal_request_form-Send my request").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Please choose a time of day."]
+    with database.read() as s:
+        assert s.scalar(select(func.count(Appointment.id))) == before
+    database.dispose()
+
+
 def test_the_request_form_offers_packages_after_the_services(app_db):
     patient_id, _ = _patient_with_appointment(app_db)
     at = _portal(app_db, patient_id)
@@ -466,6 +491,7 @@ def test_the_request_form_offers_packages_after_the_services(app_db):
     with database.read() as s:
         renewal = s.scalar(select(Package.id).where(Package.name == "Skin renewal"))
     treatments.set_value(("package", renewal))
+    at.selectbox(key="portal_request_time").set_value("morning")
     at.button(key="FormSubmitter:portal_request_form-Send my request").click().run()
     assert not at.exception and not at.error, at.error
     with database.read() as s:

@@ -411,12 +411,16 @@ def test_a_manager_wait_lists_a_patient_for_a_package(app_as, app_db):
     at.selectbox(key="waitlist_add_patient").select_index(0).run()
     at.selectbox(key="waitlist_add_svc").set_value(("package", package_id))
     at.multiselect(key="waitlist_add_wd").set_value(list(range(7)))
+    # the times of day in the clinic's words, as the patient's forms say them (was 'evening')
+    times = at.multiselect(key="waitlist_add_tod")
+    assert times.options[0] == "Early morning (before 9:00)", times.options
+    times.set_value(["evening"])
     at.button(key="FormSubmitter:waitlist_add_form-Add to the waitlist").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     database = _db(app_db)
     with database.read() as session:
         entry = session.scalar(select(WaitlistEntry).where(WaitlistEntry.patient_id == patient_id))
-        assert entry.package_id == package_id
+        assert (entry.package_id, entry.windows) == (package_id, "evening")
     database.dispose()
     [table] = at.run().dataframe  # the list above the form, read again
     assert any(s.startswith("Skin renewal (") for s in table.value["Service"])

@@ -11,6 +11,9 @@ from sqlalchemy import select
 from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import ValidationError
 from core.practice import travel
+from core.requests import queue
+from core.scheduling import availability, lifecycle
+from core.scheduling.appointments import get_appointment_detail
 from core.scheduling.availability import find_conflicts, suggest_slots, working_hours_cover
 from db.models import (
     AppointmentKind,
@@ -18,6 +21,7 @@ from db.models import (
     AuditEvent,
     Clinic,
     Provider,
+    TimeOfDay,
     TimeOff,
     VisitMode,
     WorkingHours,
@@ -321,3 +325,66 @@ def test_the_travel_time_is_set_by_the_owner_within_bounds_and_audited(db, world
         ).all()
     assert event.user_id == world.owner.user_id
     assert event.details == {"key": travel.TRAVEL_KEY, "from": 0, "to": 45}
+
+
+# ---------------------------------------------------------------- times of day in words
+
+
+@pytest.mark.parametrize(
+    ("locale", "labels"),
+    [
+        (
+            "en-GB",
+            [
+                "Early morning (before 9:00)",
+                "Morning (9:00–12:00)",
+                "Afternoon (12:00–17:00)",
+                "Evening (after 17:00)",
+            ],
+        ),
+        (
+            "en-US",
+            [
+                "Early morning (before 9:00\u202fAM)",
+                "Morning (9:00\u202fAM – 12:00\u202fPM)",
+                "Afternoon (12:00\u202fPM – 5:00\u202fPM)",
+                "Evening (after 5:00\u202fPM)",
+            ],
+        ),
+        ("de-DE", ["Early morning (before 9:00)"]),
+    ],
+)
+def test_a_time_of_day_is_told_in_the_clinics_locale_from_its_window(locale, labels):
+    """Times of day were written two ways, both on a 24-hour clock, for a US clinic too
+    ('early morning (07–09)', 'Early morning (before 9:00)'): one label, from the window."""
+    said = availability.time_of_day_labels(locale)
+    assert list(said) == list(TimeOfDay)
+    assert list(said.values())[: len(labels)] == labels
+    evening = availability.time_of_day_label(TimeOfDay.EVENING, locale, in_text=True)
+    assert evening == said[TimeOfDay.EVENING].replace("Evening", "evening")
+    assert availability.time_of_day_label("morning", locale) == said[TimeOfDay.MORNING]
+
+
+def test_a_requests_time_of_day_is_told_in_a_us_clinics_words_everywhere(db, world):
+    """The patient's messages (when_text), the visit's detail and the queue say a New York
+    clinic's evening as 'evening (after 5:00 PM)', not '(17–21)'."""
+    day = date.today() + timedelta(days=3)
+    with db.write() as s:
+        s.get(Clinic, world.clinic_id).locale = "en-US"
+        visit = make_visit(
+            s,
+            world,
+            status=AppointmentStatus.REQUESTED,
+            requested_day=day,
+            time_of_day=TimeOfDay.EVENING,
+        )
+        words = lifecycle.when_text(visit)
+        detail = get_appointment_detail(s, world.manager, visit.id).requested
+        row = next(
+            r
+            for r in queue.list_queue(s, world.manager, "requests")
+            if r.appointment_id == visit.id
+        )
+    evening = "evening (after 5:00\u202fPM)"
+    assert words.endswith(f", {evening}") and detail.endswith(f", {evening}")
+    assert queue.describe(row)["Requested"].endswith(f", {evening}")

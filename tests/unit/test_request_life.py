@@ -450,7 +450,7 @@ def test_a_proposal_turned_down_or_lapsed_gives_the_request_back_as_the_patient_
         rows = {r.appointment_id: r for r in queue.list_queue(session, world.manager, "requests")}
     assert (rows[morning].start_at, rows[morning].provider_id) == (None, None)
     assert queue.describe(rows[morning])["Requested"] == (
-        f"{format_day(day, rows[morning].locale)}, morning (09–12)"
+        f"{format_day(day, rows[morning].locale)}, morning (9:00–12:00)"
     )
     assert (rows[exact].start_at, rows[exact].provider_id) == (at(day, 10), world.provider_id)
     with db.write() as session:

@@ -271,7 +271,7 @@ def test_requests_for_a_day_in_the_time_off_are_listed_with_who_else_is_free(db,
     assert [r.id for r in rows] == [*ids, morning, exact]
     first, second = rows[-2:]
     assert first.request and first.status == "requested" and not first.can_move
-    assert first.when == "Requested for Mon, " + f"{monday:%-d %b %Y}, morning (09–12)"
+    assert first.when == "Requested for Mon, " + f"{monday:%-d %b %Y}, morning (9:00–12:00)"
     assert first.free == (cover.Colleague(cover_id, "Dr Cover"),)
     assert (first.can_release, first.can_decline, first.can_cancel) == (True, True, False)
     assert "11:00–11:30" in second.when and second.when.startswith("Requested for ")

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from core.kernel.errors import DomainError, LinkInvalid
+from core.portal.patient_links import time_of_day_labels
 from ui import caches
 from ui.context import client_address as client_address  # re-exported for the pages
 from ui.context import database, show_error
@@ -100,3 +101,20 @@ def invalid_link() -> None:
         "This link is not valid any more. Please contact the practice for a new one.",
         icon=":material/link_off:",
     )
+
+
+ANY_TIME = "Any time of day"
+
+
+def time_of_day_or_any(locale: str, key: str) -> str | None:
+    """The time of day a move asks for, in the clinic's words: 'Any time of day' first, the
+    choice the form starts on (a request with none asks for the whole day, so what a patient
+    skimming the form sends is what it shows), then the times of day (None for any)."""
+    labels = time_of_day_labels(locale)
+    chosen = st.selectbox(
+        "Time of day",
+        ["", *labels],
+        format_func=lambda moment: labels.get(moment, ANY_TIME),
+        key=key,
+    )
+    return chosen or None

@@ -51,9 +51,9 @@ def render(token: str) -> None:
         )
         moment = st.selectbox(
             "Time of day",
-            list(patient_links.TIME_OF_DAY_LABELS),
+            list(moments := patient_links.time_of_day_labels(view.locale)),
             index=None,
-            format_func=patient_links.TIME_OF_DAY_LABELS.get,
+            format_func=moments.get,
             placeholder="Choose a time of day",
             key="patient_booking_time",
         )

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.portal import patient_links
 from ui.locale import date_picker
-from ui.patient import mark_done, public_read, public_write, show_done
+from ui.patient import mark_done, public_read, public_write, show_done, time_of_day_or_any
 from ui.text import escape
 
 
@@ -74,12 +74,7 @@ def render(token: str) -> None:
                 format=date_picker(view.appointment.locale),
                 key="patient_change_day",
             )
-            moment = st.selectbox(
-                "Time of day",
-                list(patient_links.TIME_OF_DAY_LABELS),
-                format_func=patient_links.TIME_OF_DAY_LABELS.get,
-                key="patient_change_time",
-            )
+            moment = time_of_day_or_any(view.appointment.locale, "patient_change_time")
         reason = st.text_area("Reason (optional)", max_chars=1000, key="patient_change_reason")
         agreed = st.checkbox("I have read the cancellation policy", key="patient_change_agree")
         submitted = st.form_submit_button(_send_label(view, kind), type="primary")

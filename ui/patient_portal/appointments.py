@@ -13,10 +13,9 @@ from core.forms.after_booking import Answer
 from core.messaging.visit_calendar import MIME as MIME_CALENDAR
 from core.payments.providers import provider_for
 from core.portal import home
-from core.portal.patient_links import TIME_OF_DAY_LABELS
 from ui.context import database, settings
 from ui.locale import date_picker
-from ui.patient import client_address, escape
+from ui.patient import client_address, escape, time_of_day_or_any
 from ui.patient.form import FORM_ACTIONS, FORM_STATES, fields, show_document
 from ui.patient_portal import act, flash
 
@@ -242,12 +241,7 @@ def _change(appointment_id: int) -> None:
             key="portal_change_day",
             format=date_picker(view.locale),
         )
-        moment = st.selectbox(
-            "Time of day",
-            list(TIME_OF_DAY_LABELS),
-            format_func=TIME_OF_DAY_LABELS.get,
-            key="portal_change_time",
-        )
+        moment = time_of_day_or_any(view.locale, "portal_change_time")
     else:
         _cancel_warning(view)
     reason = st.text_input("Reason (optional)", key="portal_change_reason")

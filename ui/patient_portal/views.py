@@ -14,7 +14,7 @@ from core.kernel.errors import DomainError
 from core.kernel.money import weekday_name
 from core.portal import home
 from core.portal import waitlist as portal_waitlist
-from core.portal.patient_links import TIME_OF_DAY_LABELS
+from core.portal.patient_links import time_of_day_labels
 from core.scheduling.calendar import STATUS_COLOURS, STATUS_LABELS
 from ui import calendar_widget
 from ui.context import database, show_error
@@ -208,10 +208,13 @@ def request(view: home.Home) -> None:
             key="portal_request_day",
             format=date_picker(form.locale),  # the prefilled clinic's order
         )
+        # nothing chosen for the patient, as on the public form (ui.patient.booking)
         moment = st.selectbox(
             "Time of day",
-            list(TIME_OF_DAY_LABELS),
-            format_func=TIME_OF_DAY_LABELS.get,
+            list(moments := time_of_day_labels(form.locale)),
+            index=None,
+            format_func=moments.get,
+            placeholder="Choose a time of day",
             key="portal_request_time",
         )
         notes = st.text_area("Anything we should know?", key="portal_request_notes")
@@ -293,8 +296,8 @@ def _join_waitlist(view: home.Home) -> None:
         )
         windows = st.multiselect(
             "Times of day (none: any)",
-            list(TIME_OF_DAY_LABELS),
-            format_func=TIME_OF_DAY_LABELS.get,
+            list(windows_said := time_of_day_labels(form.locale)),
+            format_func=windows_said.get,
             key="portal_waitlist_times",
         )
         note = st.text_area("Anything we should know?", key="portal_waitlist_note")
