@@ -143,6 +143,39 @@ def charge_text(session: Session, entry: LedgerEntry) -> str:
     return fee.terms_charged(clinic, entry.amount_cents)
 
 
+def cancellation_charged(session: Session, entries: list[LedgerEntry]) -> str:
+    """What a late cancellation's ledger entries charged, a line each, in the patient's words
+    and the clinic's money: '\nA late-cancellation fee of £25.00 applies.' and '\n10 points were
+    deducted.' (what the balance gave, not the policy's figure); '' when they charged nothing.
+    The cancellation's message says it (core.scheduling.moves.cancel), and so does the answer
+    to a text cancelling at once (core.portal.replies) through late_cancellation_charged."""
+    text = ""
+    for entry in entries:  # the fee in the policy's words: fixed, or a share of the price
+        if entry.kind == LedgerKind.LATE_CANCEL_FEE and entry.amount_cents:
+            text += f"\nA late-cancellation fee of {charge_text(session, entry)} applies."
+    points = sum(e.points or 0 for e in entries if e.kind == LedgerKind.POINTS)
+    if points:
+        text += f"\n{points} points were deducted."
+    return text
+
+
+def late_cancellation_charged(session: Session, appointment: Appointment) -> str:
+    """cancellation_charged of a cancelled visit, read back from its ledger entries (its fee
+    and the points deducted with it, none waived)."""
+    if not appointment.late_cancellation:
+        return ""
+    entries = session.scalars(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.appointment_id == appointment.id,
+            LedgerEntry.kind.in_((LedgerKind.LATE_CANCEL_FEE, LedgerKind.POINTS)),
+            LedgerEntry.waived_at.is_(None),
+        )
+        .order_by(LedgerEntry.id)
+    ).all()
+    return cancellation_charged(session, list(entries))
+
+
 def no_show_cost(session: Session, appointment: Appointment) -> tuple[int, str]:
     """What recording this visit as a no-show would cost under the version in force now, and
     the fee in words ('' when none: no policy, no patient, no fee)."""

@@ -277,7 +277,14 @@ def receive_sms(
                 # the cancellation's own text (with any fee) is the answer when it goes by text:
                 # the patient is told once, not twice
                 if not _texted_cancellation(session, request.appointment_id):
-                    answer = f"Your appointment on {_when(request.appointment)} is cancelled."
+                    # what a late one charged, as its message says it: it may go by email only
+                    charged = cancellation.late_cancellation_charged(session, request.appointment)
+                    answer = " ".join(
+                        [
+                            f"Your appointment on {_when(request.appointment)} is cancelled.",
+                            *(line for line in charged.splitlines() if line),
+                        ]
+                    )
             else:
                 outcome = "cancel_requested"
                 # the fee in the policy's words: "£25.00", or "50% of the visit's price

@@ -48,7 +48,6 @@ from db.models import (
     AppointmentService,
     Channel,
     Clinic,
-    LedgerKind,
     Patient,
     Service,
     Source,
@@ -435,13 +434,7 @@ def cancel(
         entries = policy.assess_cancellation(session, appointment, evaluation)
         session.flush()
         prepay.link_fee(settled, entries)
-        points = sum(e.points or 0 for e in entries)
-        for entry in entries:  # the fee in the policy's words: fixed, or a share of the price
-            if entry.kind == LedgerKind.LATE_CANCEL_FEE and entry.amount_cents:
-                amount = policy.charge_text(session, entry)
-                fee_text += f"\nA late-cancellation fee of {amount} applies."
-        if points:
-            fee_text += f"\n{points} points were deducted."
+        fee_text += policy.cancellation_charged(session, entries)
     else:
         appointment.policy_id = evaluation.policy_id
         appointment.late_cancellation = False

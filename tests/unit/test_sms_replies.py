@@ -27,7 +27,7 @@ from core.kernel import phones
 from core.kernel.clock import local_to_utc
 from core.kernel.config import Settings, SmsSettings
 from core.kernel.errors import Conflict, LinkInvalid, ValidationError
-from core.kernel.money import format_moment
+from core.kernel.money import clinic_time, format_moment
 from core.messaging import history, notify, reminders
 from core.messaging.sms_inbound import Intent, parse_reply, twilio_signature
 from core.patients import invitations, merge
@@ -227,6 +227,41 @@ def test_x_outside_the_window_cancels_where_the_policy_accepts_at_once(db, world
     # told once by text: the cancellation's own message, not a second answer beside it
     # (before, the webhook answered "Your appointment ... is cancelled." as well)
     assert len(texts) == 1 and outcome.answer in ("", None)
+
+
+def test_x_inside_the_window_cancelled_at_once_is_told_the_fee_and_points_charged(db, world):
+    """A late cancellation the policy accepts at once, for a patient whose cancellation goes by
+    email only (no consent to texts): the answer texted back said only 'Your appointment on ...
+    is cancelled.', not the fee nor the points it had just charged. It says both, in the
+    clinic's money, as the cancellation's own message does, and no record number."""
+    appointment_id = book(db, world)
+    with db.write() as session:
+        session.add(
+            CancellationPolicy(
+                clinic_id=world.clinic_id,
+                version=1,
+                effective_at=utcnow() - timedelta(days=1),
+                window_hours=24,
+                late_cancel_fee_cents=2500,
+                points_deducted=10,
+                inside_window_needs_approval=False,
+                policy_text="24 hours' notice please.",
+            )
+        )
+        patient = session.get(Patient, world.patient_id)
+        patient.consent_sms, patient.points_balance = False, 50
+    now = local_to_utc(DAY, clock(8), TZ)  # two hours before: inside the window
+    with db.write() as session:
+        outcome = replies.receive_sms(session, from_number="07700900123", body="X", now=now)
+    assert outcome.outcome == "cancelled"
+    with db.read() as session:
+        visit = session.get(Appointment, appointment_id)
+        assert visit.status == AppointmentStatus.CANCELLED and visit.late_cancellation
+        when = clinic_time(visit.clinic, visit.start_at)
+    assert outcome.answer == (
+        f"Your appointment on {when} is cancelled. A late-cancellation fee of £25.00 applies. "
+        "10 points were deducted."
+    )
 
 
 def test_anything_else_lands_in_the_staff_inbox_on_that_appointment(db, world):
