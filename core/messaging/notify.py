@@ -134,10 +134,11 @@ TEMPLATES: dict[str, Template] = {
         "Dear {patient_name},\n\nWe are sorry: we cannot offer the appointment you asked for "
         "({service_name}, {when}).\nReason: {reason}{message}" + _SIGN,
         "A request was declined.",
-        # its own text form: the email flattened (subject, greeting, sign-off) ran past three
-        # parts with a time of day in the clinic's words, and the reason was cut
-        "{clinic_name}: we are sorry, we cannot offer the appointment you asked for "
-        "({service_name}, {when}).\nReason: {reason}{message}",
+        # text forms: the email flattened ran past three parts with a time of day in the
+        # clinic's words, and the reason typed by the practice was cut
+        "{clinic_name}: sorry, we cannot offer {service_name} on {when}. Reason: {reason}{message}",
+        "{clinic_name}: sorry, we cannot offer the time asked for ({when}). Reason: "
+        "{reason}{message}",
     ),
     "appointment_proposed": Template(
         "We propose {when} for your appointment",
