@@ -19,7 +19,7 @@ from core.kernel.authz import SYSTEM, Actor, Permission, ensure, patient_actor
 from core.kernel.clock import local_days_bounds, to_local
 from core.kernel.errors import Conflict, LinkInvalid, NotFound, ValidationError
 from core.kernel.locks import hold
-from core.kernel.money import clinic_time, format_clock
+from core.kernel.money import clinic_time, clinic_time_range, format_clock
 from core.messaging import notify
 from core.practice import skills
 from core.practice.timing import Timing
@@ -448,13 +448,17 @@ def expire_offers(session: Session, *, base_url: str, now: datetime | None = Non
 
 @dataclass(frozen=True)
 class Offered:
-    """What offering a slot by hand did: `matched` patients queued, `sent` offers out now; none
-    sent means quiet hours hold them until `quiet_end` (clinic-local, as the clinic's clock)."""
+    """What offering a slot by hand did: `matched` patients in the opening's line (queued or
+    sent), `sent` offers out now; none sent means quiet hours hold them until `quiet_end`
+    (clinic-local, as the clinic's clock). `already` of them were in line before (an offer
+    quiet hours held), for the opening `span` words (its time and what freed it)."""
 
     opening_id: int
     matched: int
     sent: int
     quiet_end: str | None
+    already: int = 0
+    span: str = ""
 
     def message(self) -> str:
         if self.sent:
@@ -465,6 +469,13 @@ class Offered:
         who = "1 matching patient" if self.matched == 1 else f"{self.matched} matching patients"
         if self.quiet_end is None:
             return "No offer could be sent: the time is no longer free."
+        if self.already and self.matched == self.already:  # nobody new: the line waits
+            who = "1 patient" if self.matched == 1 else f"{self.matched} patients"
+            return (
+                f"Quiet hours: an offer for this time ({self.span}) is already queued for {who} "
+                f"and will be sent at {self.quiet_end}, when quiet hours end; nothing more was "
+                "queued (see the Waitlist page)."
+            )
         return (
             f"Quiet hours: the offer to {who} will be sent at {self.quiet_end}, when quiet hours "
             "end (see the Waitlist page)."
@@ -537,12 +548,14 @@ def offer_slot(
     session.add(opening)
     session.flush()
     rules = get_rules(session)
+    already = _in_line(session, opening)  # queued before: an offer quiet hours held
     count = open_offers(session, opening, rules, now, base_url)
     sent = session.scalar(
         select(func.count())
         .select_from(WaitlistOffer)
         .where(WaitlistOffer.opening_id == opening.id, WaitlistOffer.status == OfferStatus.SENT)
     )
+    matched = sent + _in_line(session, opening)  # the line as it stands, not only the new
     audit.record(
         session,
         actor,
@@ -551,7 +564,7 @@ def offer_slot(
         opening.id,
         details={"matches": count, "start_at": start_at.isoformat()},
     )
-    if count == 0:
+    if count == 0 and not matched:
         if opening.end_at <= now + rules.min_notice:  # too close for any offer: say so
             raise ValidationError(
                 "That time is too close to offer: no offer goes out for a time starting within "
@@ -570,7 +583,18 @@ def offer_slot(
         )
     quiet = not sent and rules.quiet(now, clinic.timezone)
     quiet_end = format_clock(rules.quiet_end, clinic.locale) if quiet else None
-    return Offered(opening.id, count, sent, quiet_end)
+    span = clinic_time_range(clinic, opening.start_at, opening.end_at)
+    span += f", {FREED_BY.get(opening.reason, opening.reason)}"
+    return Offered(opening.id, matched, sent, quiet_end, already, span)
+
+
+def _in_line(session: Session, opening: SlotOpening) -> int:
+    """How many of the opening's offers are queued, not sent yet."""
+    return session.scalar(
+        select(func.count())
+        .select_from(WaitlistOffer)
+        .where(WaitlistOffer.opening_id == opening.id, WaitlistOffer.status == OfferStatus.QUEUED)
+    )
 
 
 def offer_freed(session: Session, actor: Actor, appointment_id: int, *, base_url: str) -> Offered:

@@ -24,7 +24,7 @@ from core.messaging import delivery
 from core.requests import changes, decisions
 from core.scheduling import moves, schedules
 from core.waitlist import entries, offers
-from core.waitlist.rules import Mode, Ranking, Rules, set_rules
+from core.waitlist.rules import Mode, Ranking, Rules, get_rules, set_rules
 from db.models import (
     Appointment,
     AppointmentStatus,
@@ -762,6 +762,77 @@ def test_an_offer_by_hand_in_quiet_hours_is_sent_when_they_end_and_the_manager_i
         done.message()
         == "Offer sent to 1 patient; 1 more in line after them (see the Waitlist page)."
     )
+
+
+def _hours_added(db, world, day, start: int, end: int) -> None:
+    with db.write() as session:
+        hours = schedules.get_hours(session, world.manager, world.provider_id, world.clinic_id)
+        hours.append(schedules.HoursRow(day.weekday(), time(start), time(end)))
+        schedules.set_weekly_hours(
+            session,
+            world.manager,
+            provider_id=world.provider_id,
+            clinic_id=world.clinic_id,
+            hours=hours,
+        )
+
+
+def test_offering_by_hand_a_time_whose_offer_waits_for_quiet_hours_says_so(db, world):
+    """A manager's walk in quiet hours: the time added to the provider's hours (18:00-20:00)
+    was offered by hand, Ann's offer queued until they end; a visit in it cancelled and
+    offered by hand then read 'No waitlisted patient matches this slot', though an offer for
+    that time waited. The desk is told it is queued, for what time, and when it goes."""
+    quiet_now(db, world)
+    day = future_day()
+    _hours_added(db, world, day, 18, 20)
+    waiting(db, world, day, name="Ann", latest=day)  # not the next weeks' added hours
+    with db.write() as session:
+        first = offers.offer_slot(
+            session,
+            world.manager,
+            clinic_id=world.clinic_id,
+            provider_id=world.provider_id,
+            start_at=at(day, 18),
+            end_at=at(day, 20),
+            base_url=BASE,
+        )
+    assert (first.matched, first.sent) == (1, 0)
+    appointment_id = booked(db, world, day, 19)
+    cancel(db, world, appointment_id)
+    with db.write() as session:
+        done = offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+        clinic = session.get(Clinic, world.clinic_id)
+        span = clinic_time_range(clinic, at(day, 18), at(day, 20))
+        end = format_clock(get_rules(session).quiet_end, clinic.locale)
+    assert (done.matched, done.sent, done.quiet_end) == (1, 0, end)
+    assert done.message() == (
+        f"Quiet hours: an offer for this time ({span}, hours added) is already queued for 1 "
+        f"patient and will be sent at {end}, when quiet hours end; nothing more was queued "
+        "(see the Waitlist page)."
+    )
+    assert sent_to(db, "waitlist_offer") == []
+    rules(db, world)  # quiet hours over
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+
+
+def test_offering_by_hand_a_time_whose_queued_offer_quiet_hours_held_sends_it(db, world):
+    """Quiet hours over, before the jobs loop's round: offering by hand the time whose offer
+    they held sent it, then refused with 'No waitlisted patient matches this slot' (no new
+    match), which rolled the sending back. Now it is sent and the desk told so."""
+    quiet_now(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    cancel(db, world, appointment_id)
+    waiting(db, world, day, name="Ann")
+    with db.write() as session:
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    rules(db, world)  # quiet hours over
+    with db.write() as session:
+        done = offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    assert (done.matched, done.sent) == (1, 1)
+    assert done.message() == "Offer sent to 1 patient (see the Waitlist page)."
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
 
 
 def test_a_patient_offered_one_time_is_offered_another_too(db, world):
