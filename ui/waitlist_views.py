@@ -309,6 +309,8 @@ def add_entry_form(
             st.session_state.update(EMPTIED)
         patient_id, _, _, _ = patient_picker(me, "waitlist_add", date_picker(locale), new=False)
         st.caption("A patient not on file yet: add them under Patients first.")
+        if patient_id and (unreached := read(entries.reach_warning, me, patient_id)):
+            st.warning(escape(unreached), icon=":material/warning:")  # names typed: escaped
         with st.form("waitlist_add_form"):
             a1, a2 = st.columns(2)
             picked = a1.selectbox(

@@ -17,6 +17,7 @@ from core.kernel.errors import NotFound, ValidationError
 from core.kernel.locks import hold
 from core.kernel.money import clinic_time, format_day_range, weekday_name
 from core.messaging import notify
+from core.messaging.recipients import channels_for
 from core.patients import merge
 from core.policy.cancellation import online_booking_blocked
 from core.practice.packages import package_services
@@ -418,11 +419,40 @@ BARRED = (  # the staff list's words for a barred patient's entry (barred)
 )
 
 
+UNREACHABLE = (  # the staff list's words for an entry whose patient no offer can reach
+    "None: cannot be reached ({why}); record consent to email or text, with the address, on "
+    "their record"
+)
+
+
 def barred(patient: Patient) -> bool:
     """Whether the practice barred the patient's online booking (policy's
     online_booking_blocked): a waitlist offer books online, so none is made to them and one
     already out cannot be accepted."""
     return online_booking_blocked(patient)
+
+
+def cannot_reach(patient: Patient) -> str | None:
+    """Why no offer message can reach the patient, in the words of the rule every message to
+    a patient follows (core.messaging.recipients.channels_for: an address with consent on a
+    channel, a record not merged away), or None when one can: "no consent to email; no consent
+    to text messages". Such a patient is offered nothing (core.waitlist.offers)."""
+    usable, skipped = channels_for(patient)
+    return None if usable else "; ".join(skipped)
+
+
+def reach_warning(session: Session, actor: Actor, patient_id: int) -> str:
+    """The desk's warning on choosing a patient to add whom no offer can reach ("" when one
+    can): they may still be added, as consent can be recorded later."""
+    ensure(actor, Permission.PATIENTS_READ)
+    patient = session.get(Patient, patient_id)
+    if patient is None or (why := cannot_reach(patient)) is None:
+        return ""
+    return (
+        f"{patient.full_name} cannot be reached ({why}): they can be added, but no time will be "
+        "offered to them until their consent to email or text, with the address, is on their "
+        "record."
+    )
 
 
 def fits(entry: WaitlistEntry, start: datetime, end: datetime, tz: str) -> bool:
@@ -545,6 +575,8 @@ def list_entries(
         waiting = entry.status == WaitlistStatus.WAITING
         gone = unbookable(session, entry) if waiting and not can_book else None
         gone = gone or (BARRED if waiting and barred(patient) else None)
+        unreached = cannot_reach(patient) if waiting and not gone else None
+        gone = gone or (UNREACHABLE.format(why=unreached) if unreached else None)
         if gone:
             matches, first = 0, gone
         elif with_matches and waiting:

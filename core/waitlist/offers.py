@@ -26,7 +26,16 @@ from core.practice.timing import Timing
 from core.scheduling.availability import find_conflicts, patients_visits, working_hours_cover
 from core.scheduling.moves import NewBooking, PatientBusy, own_visit, schedule_appointment
 from core.scheduling.openings import slot_opened
-from core.waitlist.entries import barred, bookable, fits, services_of, timing, treatment, unbookable
+from core.waitlist.entries import (
+    barred,
+    bookable,
+    cannot_reach,
+    fits,
+    services_of,
+    timing,
+    treatment,
+    unbookable,
+)
 from core.waitlist.rules import Mode, Ranking, Rules, get_rules
 from db.models import (
     Appointment,
@@ -131,10 +140,12 @@ def _patients_busy(
 
 
 def find_matches(
-    session: Session, opening: SlotOpening, rules: Rules, now: datetime
+    session: Session, opening: SlotOpening, rules: Rules, now: datetime, *, reach: bool = False
 ) -> list[Match]:
     """Waiting entries the opening suits (its provider performs all they wait for; the
-    earliest fitting free start each, at which the patient has no other visit), ranked."""
+    earliest fitting free start each, at which the patient has no other visit), ranked; only
+    those whose patient a message can reach, unless `reach` (what the time would suit were
+    they reachable, to say why nobody was offered it)."""
     tz = session.get(Clinic, opening.clinic_id).timezone
     # a patient holding an offer for another time may be offered this one too (they choose);
     # a patient is offered each opening once, and not while an offer of an overlapping opening
@@ -170,7 +181,8 @@ def find_matches(
     suited = [
         e
         for e in skills.performed_by(session, opening.provider_id, list(entries))
-        if _reachable(session, e.patient_id) and not barred(session.get(Patient, e.patient_id))
+        if (reach or _reachable(session, e.patient_id))
+        and not barred(session.get(Patient, e.patient_id))
     ]
     busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
     for entry in suited:
@@ -200,8 +212,9 @@ def find_matches(
 
 def _reachable(session: Session, patient_id: int) -> bool:
     """Whether an offer message can reach the patient (an address with consent on a channel,
-    a record not merged away): an offer nobody reads would hold the time for nobody."""
-    return bool(notify.channels_for(session.get(Patient, patient_id))[0])
+    a record not merged away; entries.cannot_reach): an offer nobody reads would hold the
+    time for nobody."""
+    return cannot_reach(session.get(Patient, patient_id)) is None
 
 
 def _context(session: Session, offer: WaitlistOffer, **extra) -> dict[str, object]:
@@ -577,6 +590,12 @@ def offer_slot(
                 "That time is no longer free (booked, or outside the provider's hours); nothing "
                 "was sent."
             )
+        if unreached := _unreached(session, opening, rules, now):
+            raise ValidationError(
+                f"No offer can reach the waitlisted patients this slot suits: {unreached}. "
+                "Record their consent to email or text, with the address, on their record, "
+                "then offer it again; nothing was sent."
+            )
         raise ValidationError(
             "No waitlisted patient matches this slot (service length, days, weekdays, time of "
             "day, provider) with the minimum notice; nothing was sent."
@@ -586,6 +605,17 @@ def offer_slot(
     span = clinic_time_range(clinic, opening.start_at, opening.end_at)
     span += f", {FREED_BY.get(opening.reason, opening.reason)}"
     return Offered(opening.id, matched, sent, quiet_end, already, span)
+
+
+def _unreached(session: Session, opening: SlotOpening, rules: Rules, now: datetime) -> str:
+    """The patients the opening would suit but no message can reach, each with why (in the
+    messages' own words, entries.cannot_reach): "Sam Morgan (no consent to email; …)"."""
+    named = []
+    for match in find_matches(session, opening, rules, now, reach=True):
+        patient = session.get(Patient, match.entry.patient_id)
+        if (why := cannot_reach(patient)) is not None:
+            named.append(f"{patient.full_name} ({why})")
+    return ", ".join(named)
 
 
 def _in_line(session: Session, opening: SlotOpening) -> int:

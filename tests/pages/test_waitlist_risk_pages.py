@@ -457,6 +457,40 @@ def test_a_patient_added_is_listed_at_once_and_the_form_starts_empty(app_as, app
     assert (chosen.value, chosen.proto.set_value) == (None, True)
 
 
+def test_a_patient_no_offer_can_reach_is_added_with_a_warning_and_listed_as_such(app_as, app_db):
+    """Chosen in the add form, a patient with consent to neither email nor text was added with
+    no word, and the table showed matches for them: now the form warns on choosing them (they
+    may still be added), and their row reads 'cannot be reached' with no matches."""
+    database = _db(app_db)
+    with database.write() as session:
+        patient = make_patient(
+            session,
+            first_name="Quiet",
+            email="quiet@example.org",
+            consent_email=False,
+            consent_sms=False,
+        )
+        name = patient.full_name
+    database.dispose()
+    at = app_as("manager", "app_pages/waitlist.py", timeout=120)
+    at.session_state["waitlist_add_open"] = True  # a click on the fold
+    at.run()
+    at.text_input(key="waitlist_add_search").input("quiet@example.org").run()
+    at.selectbox(key="waitlist_add_patient").select_index(0).run()
+    assert [w.value for w in at.warning] == [
+        f"{name} cannot be reached (no consent to email; no consent to text messages): they "
+        "can be added, but no time will be offered to them until their consent to email or "
+        "text, with the address, is on their record."
+    ]
+    at.multiselect(key="waitlist_add_wd").set_value(list(range(7)))
+    at.button(key="FormSubmitter:waitlist_add_form-Add to the waitlist").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    row = table[table["Patient"] == name].iloc[0]
+    assert row["Matches"] == 0
+    assert row["Next match"].startswith("None: cannot be reached (no consent to email;")
+
+
 def test_adding_to_the_waitlist_without_a_patient_on_file_says_what_to_do(app_as, app_db):
     """The form offered "New patient" and then dropped what was typed, and a click without a
     patient chosen did nothing: now a patient on file is found, and a click without one says

@@ -400,6 +400,11 @@ SERVICES: list[tuple[str, Permission, Call]] = [
         lambda s, a, c: entries.count_entries(s, a, clinic_id=c.clinic_id),
     ),
     (
+        "entries.reach_warning",
+        P.PATIENTS_READ,
+        lambda s, a, c: entries.reach_warning(s, a, NO),
+    ),
+    (
         "offers.list_offers",
         P.WAITLIST_OFFER,
         lambda s, a, c: offers.list_offers(s, a, clinic_id=c.clinic_id),

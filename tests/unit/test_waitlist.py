@@ -2021,6 +2021,61 @@ def test_a_patient_no_message_can_reach_is_not_offered_and_holds_nothing(db, wor
         assert session.scalar(select(func.count()).select_from(WaitlistOffer)) == 1
 
 
+def _without_consent(db, entry_id: int) -> None:
+    with db.write() as session:
+        patient = session.get(Patient, session.get(WaitlistEntry, entry_id).patient_id)
+        patient.consent_email = patient.consent_sms = False
+
+
+def test_a_patient_no_message_can_reach_is_listed_as_such_and_the_desk_warned(db, world):
+    """A manager's walk: Sam, with consent to neither email nor text, was added with no word,
+    and the table showed 20 matches for him though no offer can ever reach him. The desk is
+    warned when choosing him (he may still be added: consent can be recorded later, or come
+    back by a START), and the table says why he is offered nothing and what to fix, in the
+    words of the messages' own rule (core.messaging.recipients)."""
+    rules(db, world)
+    day = future_day()
+    sam = waiting(db, world, day, name="Sam")
+    ann = waiting(db, world, day, name="Ann")
+    _without_consent(db, sam)
+    with db.read() as session:
+        sam_id = session.get(WaitlistEntry, sam).patient_id
+        ann_id = session.get(WaitlistEntry, ann).patient_id
+        warned = entries.reach_warning(session, world.staff, sam_id)
+        assert entries.reach_warning(session, world.staff, ann_id) == ""
+        rows = {
+            r.id: r for r in entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+        }
+    assert warned == (
+        "Sam Morgan cannot be reached (no consent to email; no consent to text messages): they "
+        "can be added, but no time will be offered to them until their consent to email or "
+        "text, with the address, is on their record."
+    )
+    assert (rows[sam].matches, rows[sam].next_match) == (
+        0,
+        "None: cannot be reached (no consent to email; no consent to text messages); record "
+        "consent to email or text, with the address, on their record",
+    )
+    assert rows[ann].matches > 0
+
+
+def test_offering_a_time_only_unreachable_patients_suit_names_them_not_matches(db, world):
+    """Offering by hand a time only Sam suits, who has consent to neither email nor text, said
+    'No waitlisted patient matches this slot'; it names him and what to fix."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    _without_consent(db, waiting(db, world, day, name="Sam"))
+    cancel(db, world, appointment_id)
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    assert str(refused.value) == (
+        "No offer can reach the waitlisted patients this slot suits: Sam Morgan (no consent to "
+        "email; no consent to text messages). Record their consent to email or text, with the "
+        "address, on their record, then offer it again; nothing was sent."
+    )
+
+
 def test_a_queued_offer_whose_patient_withdrew_consent_meanwhile_passes_to_the_next(db, world):
     """One at a time: Ann holds the time, Carl is next in line, Ben after. Carl withdraws his
     consent while Ann holds it; when her hold ends the time goes to Ben (before: to Carl, whom
