@@ -11,7 +11,7 @@ from core.kernel.money import minor_digits, to_major
 from core.payments import points, rules
 from ui import actor, refresh, run_action
 from ui.caches import cached
-from ui.context import read
+from ui.context import forget_if_saved, mark_saved, read
 from ui.folds import fold
 from ui.locale import display_format, in_currency
 from ui.setup_forms import overview, prices
@@ -131,13 +131,10 @@ else:
                 refresh()
 
 REASON = "payments_points_reason"
-ADJUSTED = "payments_points_saved"  # points adjusted: the reason leaves its box
 if box := fold("Adjust a patient's points", "payments_points_open"):
-    if st.session_state.pop(ADJUSTED, False):
-        # a second press (the toast went unseen) asks for a reason instead of adding the
-        # points again. Set, not popped: a popped key is not sent to the browser, which would
-        # keep showing the reason and send it with that press
-        st.session_state[REASON] = ""
+    # points adjusted, the reason leaves its box: a second press (the toast went unseen) asks
+    # for a reason instead of adding the points again
+    forget_if_saved("payments_points", {"reason": ""})
     with box, st.form("payments_points_form"):
         a, b = st.columns(2)
         who = a.number_input("Patient #", min_value=1, step=1, key="payments_points_patient")
@@ -147,5 +144,5 @@ if box := fold("Adjust a patient's points", "payments_points_open"):
             done = run_action(points.adjust_points, int(who), int(change), why)
             if done:
                 st.toast(escape(points.adjusted_text(done.value, int(change))))
-                st.session_state[ADJUSTED] = True
+                mark_saved("payments_points")
                 refresh()

@@ -11,7 +11,7 @@ from core.practice import choices
 from core.scheduling import schedules
 from ui import actor, refresh, run_action
 from ui.caches import cached
-from ui.context import forget, read
+from ui.context import forget_if_saved, mark_saved, read
 from ui.front_desk import require
 from ui.locale import pickers
 from ui.picks import chosen_done, gone_choice
@@ -106,10 +106,11 @@ if away:
             refresh()
 else:
     st.caption(f"{escape(provider.name)} has no time off planned.")
-OFF_KEYS = ("from_day", "from_time", "to_day", "to_time", "reason")
+pick, today = pickers(clinic.locale), local_today(tz)  # the clinic's, not the server's
+OFF_EMPTY = {"from_day": today, "from_time": None, "to_day": today, "to_time": None, "reason": ""}
+forget_if_saved("schedules_off", OFF_EMPTY)  # added: an empty form for the next one
 with st.form("schedules_time_off"):  # what was typed stays when it is refused
     a, b, c, d = st.columns(4)
-    pick, today = pickers(clinic.locale), local_today(tz)  # the clinic's, not the server's
     first = a.date_input("From day", today, key="schedules_off_from_day", format=pick.date)
     first_at = b.time_input(
         "From time",
@@ -145,7 +146,7 @@ with st.form("schedules_time_off"):  # what was typed stays when it is refused
             if clash[0]:
                 st.session_state["schedules_clash"] = clash
             added_with_visits(done.value.id)  # its visits and requests are shown next
-            forget("schedules_off", OFF_KEYS)  # added: an empty form for the next one
+            mark_saved("schedules_off")
             refresh()
 if clash := st.session_state.pop("schedules_clash", None):  # named: the desk calls each
     count, first = clash

@@ -118,11 +118,12 @@ if row is not None:
     if not docs:
         st.caption("No questionnaire, consent or instructions yet.")
     if editable:
-        forget_if_saved("services_doc", ("kind", "title", "body", "questions"))
+        kinds = ["questionnaire", "consent", "instructions"]
+        forget_if_saved(
+            "services_doc", {"kind": kinds[0], "title": "", "body": "", "questions": ""}
+        )
         with st.form(f"services_doc_form_{row.id}"):  # kept as typed when refused
-            kind = st.selectbox(
-                "Kind", ["questionnaire", "consent", "instructions"], key="services_doc_kind"
-            )
+            kind = st.selectbox("Kind", kinds, key="services_doc_kind")
             title = st.text_input("Title", key="services_doc_title")
             body = st.text_area("Text (consent and instructions)", key="services_doc_body")
             questions = st.text_area(

@@ -75,7 +75,7 @@ if row.appointment_id:
         query_params={"id": str(row.appointment_id)},
         icon=":material/event_note:",
     )
-forget_if_saved("text_replies", ["note"])  # a note is for the reply it was typed for
+forget_if_saved("text_replies", {"note": ""})  # a note is for the reply it was typed for
 note = st.text_input("Note (optional)", key="text_replies_note")
 if not row.handled and st.button("Mark handled", type="primary", key="text_replies_done"):
     if run_action(replies.mark_handled, row.id, note, success="Marked handled."):

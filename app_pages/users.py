@@ -41,15 +41,17 @@ show_table(
     width="stretch",
 )
 
-NEW_USER = ("username", "name", "email", "role", "password")
+NEW_USER = {"username": "", "name": "", "email": "", "role": Role.STAFF.value, "password": ""}
 forget_if_saved("users_new", NEW_USER)
+# the role's default in the state, not the widget: forget_if_saved sets it back (set_value)
+st.session_state.setdefault("users_new_role", NEW_USER["role"])
 left, right = st.columns(2)
 with left, st.form("users_create"):  # kept as typed when refused, to correct
     st.subheader("Add a user")
     username = st.text_input("Username", key="users_new_username")
     name = st.text_input("Name", key="users_new_name")
     email = st.text_input("Email (for single sign-on, optional)", key="users_new_email")
-    role = st.selectbox("Role", [r.value for r in Role], index=2, key="users_new_role")
+    role = st.selectbox("Role", [r.value for r in Role], key="users_new_role")
     password = st.text_input("First password", type="password", key="users_new_password")
     if st.form_submit_button("Create user", type="primary"):
         if run_action(
@@ -106,7 +108,7 @@ with right:
                     success=f"{chosen.display_name} can sign in again with their own password.",
                 ):
                     refresh()
-        forget_if_saved("users_reset", ("password",))  # not left in the box after a reset
+        forget_if_saved("users_reset", {"password": ""})  # not left in the box after a reset
         new_password = st.text_input("New password", type="password", key="users_reset_password")
         if st.button("Reset password", key="users_reset"):
             if run_action(accounts.reset_password, chosen.id, new_password):

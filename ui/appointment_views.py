@@ -583,7 +583,7 @@ def notes_section(detail: AppointmentDetail, prefix: str) -> None:
     if not detail.may_add_note:
         return
     form = f"{prefix}_{detail.id}_note"
-    forget_if_saved(form, ["text"])  # added: an empty box for the next one
+    forget_if_saved(form, {"text": ""})  # added: an empty box for the next one
     text = st.text_area("New note", key=f"{form}_text", height=80, max_chars=notes.NOTE_LIMIT)
     if st.button("Add note", key=f"{form}_add"):
         done = run_action(notes.add_note, detail.id, text)

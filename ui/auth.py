@@ -261,7 +261,7 @@ def own_password_form(forced: bool = False) -> None:
     """The sidebar's "Change your password", for everyone signed in (after the owner's reset of
     a forgotten one, say): the current password, then the new one twice. `forced`: the form
     open with no Close (choose_own_password_page)."""
-    forget_if_saved("auth_own", OWN_PASSWORD)
+    forget_if_saved("auth_own", dict.fromkeys(OWN_PASSWORD, ""))
     if said := st.session_state.pop(OWN_DONE, None):
         st.success(said, icon=":material/check_circle:")
     if not forced and not st.session_state.get(OWN_OPEN):  # drawn only once asked for

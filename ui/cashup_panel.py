@@ -158,7 +158,7 @@ def _owed_back_list(me, day, where) -> None:
         )
         return
     refund = chosen[0]
-    forget_if_saved("payments_owed", ["note"])
+    forget_if_saved("payments_owed", {"note": ""})
     needed = refund.why == cashup.PROVIDER_OFF  # kept with it: how, with card payments off
     label = "Note (how it was handed back)" if needed else "Note (optional)"
     note = st.text_input(label, key="payments_owed_note", max_chars=500)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -184,10 +184,15 @@ def read(reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise
 
 
-def forget(form: str, fields: Iterable[str]) -> None:
-    """Empty a form's fields (keyed f"{form}_{field}") for the next entry."""
-    for field in fields:
-        st.session_state.pop(f"{form}_{field}", None)
+def forget(form: str, empty: Mapping[str, Any]) -> None:
+    """Empty a form's fields (keyed f"{form}_{field}") for the next entry: each is set to its
+    value in `empty` (a box's "", a tick's False, a choice the widget offers, or None where it
+    is drawn with none chosen; a form drawn afresh from a record passes the record's values),
+    before its widget is drawn in this run. Set, not dropped from
+    the session: a widget whose value is set there is sent to the browser with it (set_value),
+    one dropped is not, and the browser kept showing what it held (a saved password, a note)
+    and sent it back with the next rerun, to be saved again."""
+    st.session_state.update({f"{form}_{field}": value for field, value in empty.items()})
 
 
 def mark_saved(form: str) -> None:
@@ -196,10 +201,11 @@ def mark_saved(form: str) -> None:
     st.session_state[f"{form}_saved"] = True
 
 
-def forget_if_saved(form: str, fields: Iterable[str]) -> None:
-    """Before the form is drawn: empty it if it was saved, else keep what was typed to correct."""
+def forget_if_saved(form: str, empty: Mapping[str, Any]) -> None:
+    """Before the form is drawn: empty it (forget) if it was saved, else keep what was typed to
+    correct."""
     if st.session_state.pop(f"{form}_saved", False):
-        forget(form, fields)
+        forget(form, empty)
 
 
 def refresh(*domains: str) -> None:

@@ -89,7 +89,9 @@ def payments_panel(appointment_id: int) -> None:
     elif box := fold("Record a payment taken at the desk", "payments_desk_open"):
         # a recorded payment empties the form: a second press (it did not seem to work) asks
         # for an amount instead of taking the same money twice
-        emptied("payments_desk", {"amount": 0.0, "note": "", "again": False, "beyond": False})
+        forget_if_saved(
+            "payments_desk", {"amount": 0.0, "note": "", "again": False, "beyond": False}
+        )
         with box, st.form("payments_desk_form"):
             amount = st.number_input(
                 f"Amount ({symbol})",
@@ -213,7 +215,7 @@ def _card_refunds(me, rows: list[prepay.PaymentRow], fmt: ClinicFormat, online: 
         if not due or not me.can(Permission.PAYMENTS_RECORD):
             continue
         key = f"payments_card_refund_{r.id}"
-        forget_if_saved(key, ["note"])
+        forget_if_saved(key, {"note": ""})
         label = f"Note for {r.reference}" + (" (optional)" if r.last_error else " (how)")
         note = st.text_input(label, key=f"{key}_note", max_chars=500)
         if st.button("Handed back at the desk", key=f"{key}_done", type="primary"):
@@ -229,7 +231,7 @@ def _give_back(box, info: desk.Summary, appointment_id: int, symbol: str, locale
     """Give back money of a payment (core.payments.desk.refund_payment): the payment stays, the
     refund is recorded with its reason; never more than is left of it."""
     labels = {r.payment_id: r.label for r in info.refundable}
-    emptied("payments_back", {"amount": 0.0, "reason": ""})
+    forget_if_saved("payments_back", {"amount": 0.0, "reason": ""})
     # the payment chosen, given back in full at another desk meanwhile, leaves the list: the
     # box would fall back to the first payment and the press give back that one
     gone = gone_choice("payments_back_payment", list(labels), lambda i: f"P-{i}")
@@ -273,15 +275,6 @@ def _give_back(box, info: desk.Summary, appointment_id: int, symbol: str, locale
         mark_saved("payments_back")
         chosen_done("payments_back_payment")
         refresh()
-
-
-def emptied(form: str, empty: dict[str, object]) -> None:
-    """Before the form is drawn: once saved (ui.context.mark_saved), its fields (keyed
-    f"{form}_{field}") are set to `empty`. Set, not popped as forget_if_saved does: a popped
-    key is not sent to the browser, which kept showing the amount and note, and sent them
-    with the next press."""
-    if st.session_state.pop(f"{form}_saved", False):
-        st.session_state.update({f"{form}_{field}": value for field, value in empty.items()})
 
 
 @cached("appointments", "patients", "policy", ttl=30, max_entries=50)

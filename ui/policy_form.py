@@ -11,34 +11,40 @@ from core.policy import cancellation as policy
 from ui.context import actor, forget, read, refresh, run_action, show_error
 from ui.text import escape
 
-FIELDS = (
-    "window",
-    "late_fee",
-    "late_basis",
-    "late_percent",
-    "no_show_fee",
-    "no_show_basis",
-    "no_show_percent",
-    "points",
-    "reschedules",
-    "approval",
-    "auto",
-    "online",
-    "text",
-)
 SCOPE_KEY = "policy_form_scope"  # the (clinic, service) whose policy the fields were filled from
 BASES = {"fixed": "Fixed amount", "percent": "% of the visit's price"}
 ASKED_KEY = "policy_change_asked"  # (clinic, service, the form's values, what core warned)
 SAVED_KEY = "policy_saved_note"  # the confirmation shown after the rerun
 
 
+def filled(base, fmt: ClinicFormat) -> dict:
+    """The form's fields (keyed policy_*) as `base` has them (the version in force, or None:
+    the defaults), in the clinic's currency."""
+    values = {
+        "window": base.window_hours if base else 24,
+        "points": base.points_deducted if base else 0,
+        "reschedules": base.max_reschedules if base else 2,
+        "approval": base.inside_window_needs_approval if base else True,
+        "auto": base.outside_window_auto_accept if base else False,
+        "online": base.online_cancel_allowed if base else True,
+        "text": base.policy_text if base else "",
+    }
+    for key, which in (("late", "late_cancel_fee"), ("no_show", "no_show_fee")):
+        cents = getattr(base, f"{which}_cents") if base else 0
+        values[f"{key}_basis"] = getattr(base, f"{which}_basis", "fixed") if base else "fixed"
+        values[f"{key}_fee"] = float(to_major(cents, fmt.currency))
+        values[f"{key}_percent"] = getattr(base, f"{which}_percent", 0) if base else 0
+    return values
+
+
 def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None) -> None:
     """The form filled from `base` (the version in force for the scope, or None), in the
     clinic's currency."""
+    shown = filled(base, fmt)
     if st.session_state.get(SCOPE_KEY) != (clinic_id, service_id):
         # a keyed field keeps what it showed once drawn: another clinic or service starts from
-        # its own version, not from what the last one's form held
-        forget("policy", FIELDS)
+        # its own version, not from what the last one's form held (set, so the browser too)
+        forget("policy", shown)
         st.session_state[SCOPE_KEY] = (clinic_id, service_id)
     saved_note()
     symbol = currency_symbol(fmt.currency, fmt.locale)
@@ -47,57 +53,51 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         a, b, c = st.columns(3)
         window = a.number_input(
             "Late-cancellation window (hours)",
-            value=base.window_hours if base else 24,
+            value=shown["window"],
             step=1,
             key="policy_window",
             help="Cancelling fewer real hours than this before the start is late.",
         )
 
-        def fee(column, label: str, which: str, key: str):
+        def fee(column, label: str, which: str):
             """A fee's basis, fixed amount and percentage; the one the basis names applies."""
-            basis = getattr(base, f"{which}_basis", "fixed") if base else "fixed"
             chosen = column.radio(
                 label,
                 list(BASES),
-                index=list(BASES).index(basis),
+                index=list(BASES).index(shown[f"{which}_basis"]),
                 format_func=BASES.get,
                 horizontal=True,
-                key=f"{key}_basis",
+                key=f"policy_{which}_basis",
             )
-            cents = getattr(base, f"{which}_cents") if base else 0
             amount = column.number_input(
                 f"{label}: fixed amount ({symbol})",
-                value=float(to_major(cents, fmt.currency)),
+                value=shown[f"{which}_fee"],
                 step=5.0,
                 format=f"%.{digits}f",
-                key=f"{key}_fee",
+                key=f"policy_{which}_fee",
             )
             percent = column.number_input(
                 f"{label}: % of the visit's price",
-                value=getattr(base, f"{which}_percent", 0) if base else 0,
+                value=shown[f"{which}_percent"],
                 step=5,
-                key=f"{key}_percent",
+                key=f"policy_{which}_percent",
                 help="A whole percentage from 0 to 100 of the visit's price (its services' "
                 "prices, or a package's one price), worked out when it happens and rounded half "
                 "up to the currency's smallest unit. A visit with no price costs no fee.",
             )
             return chosen, amount, percent
 
-        late_basis, late_fee, late_percent = fee(
-            b, "Late-cancellation fee", "late_cancel_fee", "policy_late"
-        )
-        no_show_basis, no_show_fee, no_show_percent = fee(
-            c, "No-show fee", "no_show_fee", "policy_no_show"
-        )
+        late_basis, late_fee, late_percent = fee(b, "Late-cancellation fee", "late")
+        no_show_basis, no_show_fee, no_show_percent = fee(c, "No-show fee", "no_show")
         points = a.number_input(
             "Points deducted",
-            value=base.points_deducted if base else 0,
+            value=shown["points"],
             step=1,
             key="policy_points",
         )
         reschedules = b.number_input(
             "Most reschedules per appointment",
-            value=base.max_reschedules if base else 2,
+            value=shown["reschedules"],
             step=1,
             key="policy_reschedules",
         )
@@ -106,21 +106,21 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         approval = st.checkbox(
             "Late requests need a manager's approval",
             key="policy_approval",
-            value=base.inside_window_needs_approval if base else True,
+            value=shown["approval"],
         )
         auto = st.checkbox(
             "Accept requests outside the window automatically",
             key="policy_auto",
-            value=base.outside_window_auto_accept if base else False,
+            value=shown["auto"],
         )
         online = st.checkbox(
             "Patients may cancel online",
             key="policy_online",
-            value=base.online_cancel_allowed if base else True,
+            value=shown["online"],
         )
         text = st.text_area(
             "Policy text shown to patients",
-            value=base.policy_text if base else "",
+            value=shown["text"],
             key="policy_text",
         )
         saved = st.form_submit_button("Save as a new version", type="primary")

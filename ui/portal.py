@@ -153,10 +153,11 @@ def _born_bounds() -> dict:
     return {"min_value": earliest, "max_value": latest}
 
 
-NEW_PATIENT = (
-    "first", "last", "dob", "email", "phone", "addr1", "addr2", "city", "postcode", "country",
-    "consent_email", "consent_sms", "invite", "different",
-)  # fmt: skip
+NEW_PATIENT = {  # the add form's fields, empty
+    **dict.fromkeys(("first", "last", "email", "phone", "addr1", "addr2", "city"), ""),
+    **{"postcode": "", "country": "", "dob": None},
+    **dict.fromkeys(("consent_email", "consent_sms", "invite", "different"), False),
+}
 NO_ADDRESS = dict.fromkeys(patients.ADDRESS, "")  # the add form's address boxes start empty
 
 
@@ -246,7 +247,9 @@ def edit_form(record) -> None:
     if not (box := fold("Edit details, address and consent", f"patients_edit_{patient_id}_open")):
         return
     k = f"patients_edit_{patient_id}"
-    forget_if_saved(k, [*(suffix for suffix, _ in EDITED.values()), "base"])
+    # saved: drawn afresh from the saved record, others' changes included
+    saved = {f: v(record) for f, (_, v) in EDITED.items()}
+    forget_if_saved(k, {**{suffix: saved[f] for f, (suffix, _) in EDITED.items()}, "base": saved})
     if f"{k}_first" not in st.session_state:  # not on the screen just before: start afresh
         st.session_state.pop(f"{k}_base", None)
     # the record as the form was first drawn with it (its fields keep what is typed after)
@@ -328,7 +331,7 @@ def _save(record, k: str, base: dict, typed: dict) -> None:
         st.session_state["patients_offer_invite"] = (
             record.id if saved.value.offer_new_invitation else None
         )
-        mark_saved(k)  # drawn afresh from the saved record, others' changes included
+        mark_saved(k)
         refresh()
 
 

@@ -146,3 +146,10 @@ def free_the_time(url: str, appointment_id: int) -> None:
             .values(status="cancelled")
         )
     database.dispose()
+
+
+def told_to_show(widget, value) -> None:
+    """The widget holds `value` and the browser is told to show it (set_value): a key dropped
+    from the session state empties the box on the server only, and the browser kept showing,
+    and sent back with the next rerun, what it held (ui.context.forget)."""
+    assert (widget.value, widget.proto.set_value) == (value, True), widget.key

@@ -7,7 +7,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.pages.conftest import ROOT
+from tests.pages.conftest import ROOT, told_to_show
 
 
 @pytest.fixture
@@ -114,13 +114,17 @@ def test_a_forgotten_password_is_reset_then_changed_by_its_owner(empty_app):
     at.switch_page("app_pages/users.py").run()
     at.text_input(key="users_new_username").input("fran")
     at.text_input(key="users_new_name").input("Fran Desk")
+    at.selectbox(key="users_new_role").select("manager")
     at.text_input(key="users_new_password").input("violet harbour kettle mosaic")
     _press(at, "Create user")
+    for field in ("username", "name", "email", "password"):  # emptied in the browser too
+        told_to_show(at.text_input(key=f"users_new_{field}"), "")
+    told_to_show(at.selectbox(key="users_new_role"), "staff")
     box = at.selectbox(key="users_chosen")
     box.select_index(next(i for i, u in enumerate(box.options) if "(fran)" in u)).run()
     at.text_input(key="users_reset_password").input("tangerine quarry whisper")
     _press(at, "Reset password")
-    assert at.text_input(key="users_reset_password").value == ""  # not left in the box
+    told_to_show(at.text_input(key="users_reset_password"), "")  # not left in the box
     [said] = [s.value.replace("\\", "") for s in at.success]
     assert said.startswith("The password of Fran Desk is reset and their sessions are ended.")
     assert "at their next sign-in they choose their own, before anything else" in said
@@ -145,6 +149,7 @@ def test_a_forgotten_password_is_reset_then_changed_by_its_owner(empty_app):
     desk.button(key="FormSubmitter:auth_own_form-Change password").click().run()
     assert not desk.exception and not desk.error, desk.error
     assert desk.sidebar.success[0].value.startswith("Your password is changed.")
+    assert [desk.session_state[f"auth_own_{f}"] for f in ("current", "new", "again")] == [""] * 3
     assert "Fran Desk" in desk.sidebar.caption[0].value  # still signed in here
     assert "Choose your own password" not in [t.value for t in desk.title]
 

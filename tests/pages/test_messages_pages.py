@@ -39,7 +39,7 @@ from db.models import (
     User,
 )
 from db.types import utcnow
-from tests.pages.conftest import ROOT, patient_page, sign_in_session
+from tests.pages.conftest import ROOT, patient_page, sign_in_session, told_to_show
 
 
 @pytest.fixture(autouse=True)
@@ -567,9 +567,15 @@ def test_a_reply_handled_leaves_no_tick_on_the_reply_moved_into_its_place(app_as
     at.session_state["text_replies_table"] = {"selection": {"rows": [0], "columns": []}}
     at.run()
     before = at.dataframe[0].proto.id
+    at.text_input(key="text_replies_note").input("Rang back").run()
     at.button(key="text_replies_done").click().run()
     assert not at.exception and not at.error
     assert len(at.dataframe[0].value) >= 1 and at.dataframe[0].proto.id != before
     assert "Select a reply to open its appointment or mark it handled." in [
         c.value for c in at.caption
     ]
+    # the next reply chosen: its note box is empty, in the browser too (the note was for the
+    # reply handled)
+    at.session_state["text_replies_table_1"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    told_to_show(at.text_input(key="text_replies_note"), "")

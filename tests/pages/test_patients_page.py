@@ -25,6 +25,7 @@ from db.models import (
     User,
 )
 from db.types import utcnow
+from tests.pages.conftest import told_to_show
 
 PAGE = "app_pages/patients.py"
 
@@ -237,6 +238,12 @@ def test_a_refused_new_patient_keeps_what_was_typed_and_a_duplicate_is_named(app
     at.button(key="FormSubmitter:patients_new-Add patient").click().run()
     assert not at.error and not at.exception
     assert at.text_input(key="patients_new_first").value == ""  # added: empty for the next
+    for field in ("first", "last", "email", "phone", "addr1", "addr2", "city", "postcode"):
+        told_to_show(at.text_input(key=f"patients_new_{field}"), "")  # in the browser too
+    told_to_show(at.date_input(key="patients_new_dob"), None)
+    told_to_show(at.selectbox(key="patients_new_country"), "")
+    for field in ("consent_email", "consent_sms", "invite", "different"):
+        told_to_show(at.checkbox(key=f"patients_new_{field}"), False)
     for name in ("Nina", "Quill"):  # the same person again
         at.text_input(key=f"patients_new_{'first' if name == 'Nina' else 'last'}").input(name)
     at.date_input(key="patients_new_dob").set_value(date(1990, 4, 2))
@@ -532,6 +539,9 @@ def test_saving_the_edit_form_keeps_what_another_desk_changed_meanwhile(app_as, 
     assert stored.email == "new.address@example.org"
     assert stored.consent_sms is False  # before: the form's old tick gave it back
     assert at.checkbox(key=f"{k}_c_sms").value is False  # the form shows the record now
+    # and the browser is told to (it kept the old tick, and sent it back with the next save)
+    told_to_show(at.checkbox(key=f"{k}_c_sms"), False)
+    told_to_show(at.text_input(key=f"{k}_email"), "new.address@example.org")
 
 
 def test_a_field_changed_here_and_elsewhere_is_not_overwritten_unseen(app_as, app_db):

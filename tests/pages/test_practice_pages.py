@@ -26,6 +26,7 @@ from db.models import (
     User,
 )
 from db.types import utcnow
+from tests.pages.conftest import told_to_show
 
 
 @pytest.fixture(autouse=True)
@@ -538,8 +539,10 @@ def test_a_refused_document_keeps_its_title_and_questions(app_as, app_db):
         app_db,
         select(ServiceDocument.title).where(ServiceDocument.title == "Before your consultation"),
     )
-    assert at.text_input(key="services_doc_title").value == ""  # ready for the next one
-    assert at.text_area(key="services_doc_questions").value == ""
+    told_to_show(at.text_input(key="services_doc_title"), "")  # ready for the next one
+    told_to_show(at.text_area(key="services_doc_questions"), "")
+    told_to_show(at.text_area(key="services_doc_body"), "")
+    told_to_show(at.selectbox(key="services_doc_kind"), "questionnaire")
 
 
 def test_deactivating_a_provider_with_bookings_warns_and_waits_for_a_confirmation(app_as, app_db):

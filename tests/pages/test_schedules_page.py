@@ -25,7 +25,7 @@ from db.models import (
     WaitlistEntry,
     WorkingHours,
 )
-from tests.pages.conftest import every_clinic_speaks
+from tests.pages.conftest import every_clinic_speaks, told_to_show
 
 PAGE = "app_pages/schedules.py"
 
@@ -185,7 +185,9 @@ def test_time_off_is_added_and_removed(app_as, app_db):
     at.button(key="FormSubmitter:schedules_time_off-Add time off").click().run()
     assert not at.error, at.error
     assert "Conference" in at.dataframe[1].value.to_string()  # [0]: the weekly hours
-    assert at.text_input(key="schedules_off_reason").value == ""  # added: the form is empty
+    told_to_show(at.text_input(key="schedules_off_reason"), "")  # added: the form is empty
+    told_to_show(at.time_input(key="schedules_off_from_time"), None)
+    told_to_show(at.time_input(key="schedules_off_to_time"), None)
     database = _db(app_db)
     with database.read() as session:  # empty times: whole days, to the midnight after the last
         [off] = session.scalars(select(TimeOff)).all()
