@@ -153,3 +153,19 @@ def told_to_show(widget, value) -> None:
     from the session state empties the box on the server only, and the browser kept showing,
     and sent back with the next rerun, what it held (ui.context.forget)."""
     assert (widget.value, widget.proto.set_value) == (value, True), widget.key
+
+
+def count_rows(at):
+    """The blocks right around the page's counts (st.metric), each with whether a column
+    holds it."""
+    rows = []
+
+    def walk(block, in_column):
+        kids = list(getattr(block, "children", {}).values())
+        if any(getattr(k, "type", "") == "metric" for k in kids):
+            rows.append((block, in_column))
+        for kid in kids:
+            walk(kid, in_column or getattr(kid, "type", "") == "column")
+
+    walk(at._tree, False)
+    return rows

@@ -14,6 +14,7 @@ from core.kernel.config import load_settings
 from core.patients import invitations, records
 from core.startup import open_database
 from db.models import InvitationStatus, Notification, Patient, PortalInvitation, User
+from tests.pages.conftest import count_rows
 
 PAGE = "app_pages/invitations.py"
 
@@ -218,28 +219,12 @@ def test_the_list_says_which_patients_of_how_many_it_shows(app_as):
     assert f"Page 1 of 2 · patients 1–50 of {enrolled}" in [c.value for c in at.caption]
 
 
-def _count_rows(at):
-    """The blocks right around the page's counts (st.metric), each with whether a column
-    holds it."""
-    rows = []
-
-    def walk(block, in_column):
-        kids = list(getattr(block, "children", {}).values())
-        if any(getattr(k, "type", "") == "metric" for k in kids):
-            rows.append((block, in_column))
-        for kid in kids:
-            walk(kid, in_column or getattr(kid, "type", "") == "column")
-
-    walk(at._tree, False)
-    return rows
-
-
 def test_the_counts_keep_their_statuses_names_whole_at_1280_px(app_as):
     """Seven columns cut 'No email or mobile' to 'No email or mo…' at 1280 px (seen in
     Chromium): the counts are one row that wraps, each as wide as its name (checked in
     Chromium at 1024 and 1280 px: one line, every name whole)."""
     at = app_as("staff", PAGE)
-    ((row, in_column),) = _count_rows(at)
+    ((row, in_column),) = count_rows(at)
     assert not in_column
     assert row.proto.flex_container.direction == 2 and row.proto.flex_container.wrap
     assert at.metric[0].label == "No email or mobile"

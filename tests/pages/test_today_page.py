@@ -23,7 +23,7 @@ from db.models import (
     TimeOff,
 )
 from db.types import utcnow
-from tests.pages.conftest import every_clinic_speaks, free_the_time, today_in
+from tests.pages.conftest import count_rows, every_clinic_speaks, free_the_time, today_in
 
 PAGE = "app_pages/today.py"
 
@@ -434,28 +434,12 @@ def test_the_selected_visit_opens_its_appointment_page(app_as, app_db):
     assert link.proto.page.endswith("appointment")
 
 
-def _count_rows(at):
-    """The blocks right around the page's counts (st.metric), each with whether a column
-    holds it."""
-    rows = []
-
-    def walk(block, in_column):
-        kids = list(getattr(block, "children", {}).values())
-        if any(getattr(k, "type", "") == "metric" for k in kids):
-            rows.append((block, in_column))
-        for kid in kids:
-            walk(kid, in_column or getattr(kid, "type", "") == "column")
-
-    walk(at._tree, False)
-    return rows
-
-
 def test_the_counts_keep_their_stages_names_whole_at_1024_px(app_as):
     """Six columns cut 'Not arrived yet' to 'Not arriv…' and 'With provider' to 'With pro…'
     at 1024 px (seen in Chromium): the counts are one row that wraps, each as wide as its
     name (checked in Chromium at 1024 and 1280 px: one line, every name whole)."""
     at = app_as("staff", PAGE)
-    ((row, in_column),) = _count_rows(at)
+    ((row, in_column),) = count_rows(at)
     assert not in_column
     assert row.proto.flex_container.direction == 2 and row.proto.flex_container.wrap
     assert [m.label.split(" ", 1)[1] for m in at.metric][:2] == ["Expected", "Not arrived yet"]
