@@ -234,7 +234,9 @@ class TempPostgres:
             user=SUPERUSER,
             dbname=dbname,
             autocommit=True,
-            connect_timeout=2,
+            # a starved machine (each test worker given a third of a core) took over 2 s to
+            # open one: a database's copy failed at set-up with ConnectionTimeout
+            connect_timeout=10,
         )
 
     def _execute(self, statement: sql.Composable) -> None:
