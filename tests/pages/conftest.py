@@ -169,3 +169,18 @@ def count_rows(at):
 
     walk(at._tree, False)
     return rows
+
+
+def block_around(at, key):
+    """The block right around the widget `key`, and whether a column holds it."""
+
+    def find(block, in_column):
+        for child in getattr(block, "children", {}).values():
+            if getattr(child, "key", None) == key:
+                return block, in_column
+            found = find(child, in_column or getattr(child, "type", "") == "column")
+            if found:
+                return found
+        return None
+
+    return find(at._tree, False)

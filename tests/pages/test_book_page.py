@@ -35,6 +35,7 @@ from db.models import (
     WorkingHours,
 )
 from db.types import utcnow
+from tests.pages.conftest import block_around
 
 PAGE = "app_pages/book.py"
 
@@ -713,16 +714,7 @@ def test_the_overrides_keep_their_words_at_1024_px(app_as):
     keys = ("book_double", "book_outside", "book_card")
 
     def holder(key):
-        def find(block, in_column):
-            for child in getattr(block, "children", {}).values():
-                if getattr(child, "key", None) == key:
-                    return block, in_column
-                found = find(child, in_column or getattr(child, "type", "") == "column")
-                if found:
-                    return found
-            return None
-
-        return find(at._tree, False)
+        return block_around(at, key)
 
     assert len({id(holder(k)[0]) for k in keys}) == 1  # one row
     row, in_column = holder(keys[0])

@@ -27,6 +27,7 @@ from db.models import (
     User,
 )
 from db.types import utcnow
+from tests.pages.conftest import block_around
 from ui import calendar_widget as cw
 from ui.calendar_widget import ink
 
@@ -522,18 +523,7 @@ def test_the_date_and_its_buttons_and_the_filters_keep_their_words_at_1024_px(ap
     at = app_as("staff", PAGE)
 
     def holder(key):
-        """The block right around the widget `key`, and whether a column holds it."""
-
-        def find(block, in_column):
-            for child in getattr(block, "children", {}).values():
-                if getattr(child, "key", None) == key:
-                    return block, in_column
-                found = find(child, in_column or getattr(child, "type", "") == "column")
-                if found:
-                    return found
-            return None
-
-        return find(at._tree, False)
+        return block_around(at, key)
 
     for keys in (
         ("calendar_day", "calendar_prev", "calendar_today", "calendar_next"),
