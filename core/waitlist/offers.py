@@ -140,12 +140,13 @@ def _patients_busy(
 
 
 def find_matches(
-    session: Session, opening: SlotOpening, rules: Rules, now: datetime, *, reach: bool = False
+    session: Session, opening: SlotOpening, rules: Rules, now: datetime, *, everyone: bool = False
 ) -> list[Match]:
     """Waiting entries the opening suits (its provider performs all they wait for; the
     earliest fitting free start each, at which the patient has no other visit), ranked; only
-    those whose patient a message can reach, unless `reach` (what the time would suit were
-    they reachable, to say why nobody was offered it)."""
+    those whose patient a message can reach and who may book online, unless `everyone` (what
+    the time would suit were they reachable and not barred, to say why nobody was offered
+    it)."""
     tz = session.get(Clinic, opening.clinic_id).timezone
     # a patient holding an offer for another time may be offered this one too (they choose);
     # a patient is offered each opening once, and not while an offer of an overlapping opening
@@ -181,8 +182,8 @@ def find_matches(
     suited = [
         e
         for e in skills.performed_by(session, opening.provider_id, list(entries))
-        if (reach or _reachable(session, e.patient_id))
-        and not barred(session.get(Patient, e.patient_id))
+        if everyone
+        or (_reachable(session, e.patient_id) and not barred(session.get(Patient, e.patient_id)))
     ]
     busy = _patients_busy(session, {e.patient_id for e in suited}, opening)
     for entry in suited:
@@ -590,12 +591,8 @@ def offer_slot(
                 "That time is no longer free (booked, or outside the provider's hours); nothing "
                 "was sent."
             )
-        if unreached := _unreached(session, opening, rules, now):
-            raise ValidationError(
-                f"No offer can reach the waitlisted patients this slot suits: {unreached}. "
-                "Record their consent to email or text, with the address, on their record, "
-                "then offer it again; nothing was sent."
-            )
+        if said := _not_offerable(session, opening, rules, now):
+            raise ValidationError(f"{said}; nothing was sent.")
         raise ValidationError(
             "No waitlisted patient matches this slot (service length, days, weekdays, time of "
             "day, provider) with the minimum notice; nothing was sent."
@@ -607,15 +604,33 @@ def offer_slot(
     return Offered(opening.id, matched, sent, quiet_end, already, span)
 
 
-def _unreached(session: Session, opening: SlotOpening, rules: Rules, now: datetime) -> str:
-    """The patients the opening would suit but no message can reach, each with why (in the
-    messages' own words, entries.cannot_reach): "Sam Morgan (no consent to email; …)"."""
-    named = []
-    for match in find_matches(session, opening, rules, now, reach=True):
+def _not_offerable(session: Session, opening: SlotOpening, rules: Rules, now: datetime) -> str:
+    """Why nobody the opening would suit was offered it, naming them ("" when it suits
+    nobody): those no message can reach, each with why (in the messages' own words,
+    entries.cannot_reach: "Sam Morgan (no consent to email; …)"), and those barred from
+    booking online (entries.barred), with what the desk can do for each."""
+    unreached, barred_ones = [], []
+    for match in find_matches(session, opening, rules, now, everyone=True):
         patient = session.get(Patient, match.entry.patient_id)
-        if (why := cannot_reach(patient)) is not None:
-            named.append(f"{patient.full_name} ({why})")
-    return ", ".join(named)
+        if barred(patient):  # consent recorded would not let them book: the points first
+            barred_ones.append(patient.full_name)
+        elif (why := cannot_reach(patient)) is not None:
+            unreached.append(f"{patient.full_name} ({why})")
+    said = []
+    if unreached:
+        said.append(
+            f"No offer can reach the waitlisted patients this slot suits: {', '.join(unreached)}."
+            " Record their consent to email or text, with the address, on their record, then "
+            "offer it again"
+        )
+    if barred_ones:
+        who = "The others it suits" if unreached else "The waitlisted patients this slot suits"
+        said.append(
+            f"{who} may not book online (no points left), and an offer books online: "
+            f"{', '.join(barred_ones)}. Add points on their record, then offer it again, or call "
+            "them and book the time for them"
+        )
+    return ". ".join(said)
 
 
 def _in_line(session: Session, opening: SlotOpening) -> int:

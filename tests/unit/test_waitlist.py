@@ -2523,3 +2523,34 @@ def test_a_patient_barred_from_booking_online_is_offered_nothing_and_cannot_acce
             WaitlistStatus.WAITING
         )
         assert session.scalar(select(func.count()).select_from(Appointment)) == 1
+
+
+def test_offering_a_time_only_barred_patients_suit_names_them_and_what_to_do(db, world):
+    """Offering by hand a time only Ben suits, whose online booking is barred (no points left),
+    said 'No waitlisted patient matches this slot', as if nobody waited for it; it names him,
+    why, and what the desk can do. A time an unreachable patient suits too names both."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    ben = waiting(db, world, day, name="Ben")
+    with db.write() as session:
+        session.get(Patient, session.get(WaitlistEntry, ben).patient_id).points_balance = 0
+    cancel(db, world, appointment_id)
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    assert str(refused.value) == (
+        "The waitlisted patients this slot suits may not book online (no points left), and an "
+        "offer books online: Ben Morgan. Add points on their record, then offer it again, or "
+        "call them and book the time for them; nothing was sent."
+    )
+    _without_consent(db, waiting(db, world, day, name="Sam"))
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    assert str(refused.value) == (
+        "No offer can reach the waitlisted patients this slot suits: Sam Morgan (no consent to "
+        "email; no consent to text messages). Record their consent to email or text, with the "
+        "address, on their record, then offer it again. The others it suits may not book "
+        "online (no points left), and an offer books online: Ben Morgan. Add points on their "
+        "record, then offer it again, or call them and book the time for them; nothing was "
+        "sent."
+    )
