@@ -15,7 +15,7 @@ from core.kernel.clock import local_today, to_local
 from core.kernel.money import NO_VALUE, weekday_name
 from core.scheduling.availability import time_of_day_labels
 from core.waitlist import entries, offers, rules
-from ui.appointment_views import FLASH
+from ui.appointment_views import FLASH, FLASH_WARNING
 from ui.booking_form import patient_picker
 from ui.caches import cached
 from ui.context import read, run_action, settings
@@ -274,11 +274,12 @@ def waitlist_request_button(me, appointment_id: int) -> None:
         help="Declines the request (the patient is told) and adds them to the waitlist for the "
         "same service, clinic, provider and time of day for four weeks.",
     ):
-        if run_action(entries.add_from_request, appointment_id):
-            # shown once after the rerun; the queue then knows this session decided it
-            st.session_state[FLASH] = (
-                "Put on the waitlist: the patient is told the request is declined."
-            )
+        if done := run_action(entries.add_from_request, appointment_id):
+            # shown once after the rerun (escaped: a name); the queue then knows this session
+            # decided it. A patient no offer can reach: the desk is warned, as on adding them
+            st.session_state[FLASH] = done.value.said
+            if done.value.warning:
+                st.session_state[FLASH_WARNING] = done.value.warning
             st.rerun()
 
 

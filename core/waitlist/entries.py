@@ -191,9 +191,20 @@ def add_for_patient(session: Session, wish: Wish) -> WaitlistEntry:
     return _insert(session, actor, wish, "portal", already=ALREADY_PATIENT)
 
 
+@dataclass(frozen=True)
+class FromRequest:
+    """What putting a request's patient on the waitlist did: the entry, the desk's words for
+    it (`said`: whether the patient was told of the decline), and `warning`, why no offer can
+    reach them (unreached's words; "" when one can)."""
+
+    entry: WaitlistEntry
+    said: str
+    warning: str = ""
+
+
 def add_from_request(
     session: Session, actor: Actor, appointment_id: int, *, latest: date | None = None
-) -> WaitlistEntry:
+) -> FromRequest:
     """A booking request that cannot be placed: decline it (the patient is told) and wait-list
     the patient for the same service or package, clinic, provider and time of day."""
     ensure(actor, Permission.WAITLIST_EDIT)
@@ -217,14 +228,22 @@ def add_from_request(
         note="From a booking request that could not be placed.",
     )
     entry = _insert(session, actor, wish, "request", request_appointment_id=request.id)
-    decline_request(
+    declined = decline_request(
         session,
         actor,
         appointment_id,
         reason="No time is free for this request; you are on our waitlist and we will offer "
         "you the first matching time that frees up.",
     )
-    return entry
+    said = "Put on the waitlist: the patient is told the request is declined."
+    if not declined.notified:
+        why = "; ".join(declined.skipped) or "no way to reach them"
+        said = (
+            f"Put on the waitlist and the request declined, but the patient was not told ({why}): "
+            "call them to say so."
+        )
+    unreached = _unreached(session.get(Patient, entry.patient_id))
+    return FromRequest(entry, said, f"{unreached}: {NO_OFFER_UNTIL}." if unreached else "")
 
 
 def add_after_cancellation(
@@ -441,18 +460,26 @@ def cannot_reach(patient: Patient) -> str | None:
     return None if usable else "; ".join(skipped)
 
 
+NO_OFFER_UNTIL = (  # the desk's words for what follows (reach_warning, add_from_request)
+    "no time will be offered to them until their consent to email or text, with the address, "
+    "is on their record"
+)
+
+
+def _unreached(patient: Patient | None) -> str:
+    """ "Sam Morgan cannot be reached (no consent to email; …)", or "" when an offer can reach
+    the patient (cannot_reach)."""
+    if patient is None or (why := cannot_reach(patient)) is None:
+        return ""
+    return f"{patient.full_name} cannot be reached ({why})"
+
+
 def reach_warning(session: Session, actor: Actor, patient_id: int) -> str:
     """The desk's warning on choosing a patient to add whom no offer can reach ("" when one
     can): they may still be added, as consent can be recorded later."""
     ensure(actor, Permission.PATIENTS_READ)
-    patient = session.get(Patient, patient_id)
-    if patient is None or (why := cannot_reach(patient)) is None:
-        return ""
-    return (
-        f"{patient.full_name} cannot be reached ({why}): they can be added, but no time will be "
-        "offered to them until their consent to email or text, with the address, is on their "
-        "record."
-    )
+    unreached = _unreached(session.get(Patient, patient_id))
+    return f"{unreached}: they can be added, but {NO_OFFER_UNTIL}." if unreached else ""
 
 
 def fits(entry: WaitlistEntry, start: datetime, end: datetime, tz: str) -> bool:

@@ -688,6 +688,34 @@ def test_a_request_put_on_the_waitlist_from_the_queue_says_so(app_as, app_db):
     database.dispose()
 
 
+def test_a_request_put_on_the_waitlist_for_a_patient_no_offer_can_reach_warns(app_as, app_db):
+    """For a patient with consent to neither email nor text the queue said 'the patient is
+    told the request is declined': nobody was told, and no offer can ever reach them. It says
+    so, and warns as the add form does."""
+    at = app_as("manager", "app_pages/queue.py")
+    heading = next(h.value for h in at.subheader if h.value.startswith("#"))
+    ident = int(heading[1:].split(" ", 1)[0])
+    database = _db(app_db)
+    with database.write() as session:
+        patient = session.get(Appointment, ident).patient
+        patient.consent_email = patient.consent_sms = False
+        name = patient.full_name
+    database.dispose()
+    at.button(key=f"queue_waitlist_{ident}").click().run()
+    assert not at.exception and not at.error, at.error
+    assert [s.value for s in at.success] == [
+        "Put on the waitlist and the request declined, but the patient was not told (no "
+        "consent to email; no consent to text messages): call them to say so."
+    ]
+    assert [w.value for w in at.warning if "cannot be reached" in w.value] == [
+        escape(
+            f"{name} cannot be reached (no consent to email; no consent to text messages): no "
+            "time will be offered to them until their consent to email or text, with the "
+            "address, is on their record."
+        )
+    ]
+
+
 def test_a_waitlist_longer_than_a_page_is_paged_and_its_last_entry_withdrawn(app_as, app_db):
     """Entries past the first 50 were neither shown nor offered for withdrawal."""
     database = _db(app_db)

@@ -1042,7 +1042,7 @@ def test_a_request_that_cannot_be_placed_goes_on_the_waitlist(db, world):
             requested_day=day,
             time_of_day="afternoon",
         )
-        entry = entries.add_from_request(session, world.manager, request.id)
+        entry = entries.add_from_request(session, world.manager, request.id).entry
         assert request.status == AppointmentStatus.DECLINED
         assert (entry.source, entry.windows, entry.earliest) == ("request", "afternoon", day)
     with db.read() as session:
@@ -1731,7 +1731,7 @@ def test_a_package_request_that_cannot_be_placed_waits_for_the_package(db, world
             requested_day=day,
             time_of_day="afternoon",
         )
-        entry = entries.add_from_request(session, world.manager, request.id)
+        entry = entries.add_from_request(session, world.manager, request.id).entry
         assert (entry.package_id, entry.service_id) == (package_id, world.service_id)
     with db.read() as session:
         [row] = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
@@ -2554,3 +2554,48 @@ def test_offering_a_time_only_barred_patients_suit_names_them_and_what_to_do(db,
         "record, then offer it again, or call them and book the time for them; nothing was "
         "sent."
     )
+
+
+def _request(db, world, patient_id: int, day: date) -> int:
+    with db.write() as session:
+        return decisions.request_appointment(
+            session,
+            world.manager,
+            patient_id=patient_id,
+            clinic_id=world.clinic_id,
+            service_id=world.service_id,
+            requested_day=day,
+            time_of_day="afternoon",
+        ).id
+
+
+def test_a_request_put_on_the_waitlist_for_a_patient_no_offer_can_reach_says_so(db, world):
+    """'No time free: put on the waitlist' for Sam, with consent to neither email nor text,
+    said 'the patient is told the request is declined': he was told nothing, and no offer can
+    ever reach him. The desk reads both, the warning in the add form's words."""
+    rules(db, world)
+    day = future_day()
+    with db.write() as session:
+        sam = make_patient(session, first_name="Sam", email="sam@example.org")
+        sam.consent_email = sam.consent_sms = False
+        sam = sam.id
+    asked, quiet = _request(db, world, world.patient_id, day), _request(db, world, sam, day)
+    with db.write() as session:
+        told = entries.add_from_request(session, world.manager, asked)
+        unreached = entries.add_from_request(session, world.manager, quiet)
+        warned = entries.reach_warning(session, world.manager, sam)
+    assert (told.said, told.warning) == (
+        "Put on the waitlist: the patient is told the request is declined.",
+        "",
+    )
+    assert unreached.said == (
+        "Put on the waitlist and the request declined, but the patient was not told (no consent "
+        "to email; no consent to text messages): call them to say so."
+    )
+    assert unreached.warning == (
+        "Sam Morgan cannot be reached (no consent to email; no consent to text messages): no "
+        "time will be offered to them until their consent to email or text, with the address, "
+        "is on their record."
+    )
+    assert warned.endswith(unreached.warning.split(": ", 1)[1])  # one wording
+    assert unreached.entry.status == WaitlistStatus.WAITING
