@@ -14,11 +14,21 @@ from sqlalchemy.orm import Session
 
 from core.kernel.errors import ValidationError
 from core.kernel.money import babel_locale, clinic_time, format_day_range
+from core.messaging.recipients import unreachable
 from core.policy.cancellation import online_booking_blocked
 from core.portal.home import asked_online, locked_text, open_clinic, portal_patient
 from core.scheduling.availability import time_of_day_label
 from core.waitlist import entries, offers
-from db.models import Clinic, OfferStatus, TimeOfDay, WaitlistEntry, WaitlistOffer, WaitlistStatus
+from db.models import (
+    Channel,
+    Clinic,
+    OfferStatus,
+    Patient,
+    TimeOfDay,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
+)
 from db.types import utcnow
 
 
@@ -57,9 +67,29 @@ def join_waitlist(
         note=(note or "").strip(),
     )
     entries.add_for_patient(session, wish)
+    if unreached := _unreached(patient, session.get(Clinic, clinic_id)):
+        return f"You are on the waitlist, but we cannot offer you a time yet: {unreached}"
     return (
         "Thank you: you are on the waitlist. We will offer you the first matching time that "
         "frees up."
+    )
+
+
+def _unreached(patient: Patient, clinic: Clinic) -> str:
+    """Why no offer can reach the patient and what to do, in their words ("" when one can),
+    by the rule every message follows (entries.cannot_reach). The portal cannot turn messages
+    on: the practice records consent, and a text STOP is undone by START."""
+    why = entries.cannot_reach(patient)
+    if why is None:
+        return ""
+    call = f"call {clinic.name}" + (f" on {clinic.phone}" if clinic.phone else "")
+    start = ""
+    if not patient.consent_sms and unreachable(patient, Channel.SMS, needs_consent=False) is None:
+        start = " (or, if you stopped our text messages, reply START to one of them)"
+    return (
+        f"offers go by email or text message, and neither can reach you now ({why}). To be "
+        f"offered times, {call} and ask them to record your consent to email or text messages, "
+        f"with your email address or mobile number{start}."
     )
 
 
@@ -150,7 +180,8 @@ def waitlist_entries(
 
 
 def _stopped(session: Session, entry: WaitlistEntry, clinic: Clinic) -> str:
-    """The patient's words for an entry the practice can no longer offer a time for."""
+    """The patient's words for an entry the practice can no longer offer a time for: what it
+    waits for withdrawn, or no offer can reach them (_unreached)."""
     call = f" or call the practice on {clinic.phone}" if clinic.phone else ""
     match entries.stopped_by(session, entry):
         case ("treatment", names):
@@ -163,6 +194,8 @@ def _stopped(session: Session, entry: WaitlistEntry, clinic: Clinic) -> str:
                 f"{name} no longer works at the practice, so no time will be offered with them. "
                 "Withdraw this entry and join again for any provider" + f"{call}."
             )
+    if unreached := _unreached(entry.patient, clinic):
+        return f"We cannot offer you a time for this entry: {unreached}"
     return ""
 
 

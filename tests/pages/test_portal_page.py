@@ -536,6 +536,32 @@ def test_the_patient_joins_the_waitlist_for_a_package(app_db):
     )
 
 
+def test_a_patient_no_offer_can_reach_joins_the_waitlist_and_reads_why(app_db):
+    """With consent to neither email nor text, the patient read 'Thank you: you are on the
+    waitlist. We will offer you the first matching time…': no offer could reach them. They are
+    added, told the truth and what to do, and their entry keeps saying it."""
+    patient_id, _ = _patient_with_appointment(app_db)
+    database = _db(app_db)
+    with database.write() as s:
+        patient = s.get(Patient, patient_id)
+        patient.consent_email = patient.consent_sms = False
+    database.dispose()
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Waitlist"
+    at.run()
+    at.button(key="FormSubmitter:portal_waitlist_form-Join the waitlist").click().run()
+    assert not at.exception and not at.error, at.error
+    [told] = at.success
+    assert told.value.startswith(
+        "You are on the waitlist, but we cannot offer you a time yet: offers go by email or "
+        "text message, and neither can reach you now (no consent to email; no consent to text "
+        "messages). To be offered times, call "
+    ), told.value
+    [entry] = [w.value for w in at.warning]
+    assert entry.startswith("We cannot offer you a time for this entry: offers go by email")
+    assert "record your consent to email or text messages" in entry
+
+
 def test_the_patient_sees_and_withdraws_their_waitlist_entry(app_db):
     patient_id, _ = _patient_with_appointment(app_db)
     database = _db(app_db)

@@ -1253,3 +1253,50 @@ def test_a_visit_neither_cancellable_nor_movable_online_is_not_changeable(db, wo
     _policy(db, world, version=2, max_reschedules=2)  # a move is possible again
     with db.write() as s, pytest.raises(ValidationError, match="cancel or to move"):
         home.ask_change(s, world.patient_id, appointment_id, kind=None)
+
+
+def test_a_patient_no_offer_can_reach_joins_the_waitlist_and_is_told_so(db, world):
+    """Alex, with consent to neither email nor text, joined in the portal and read 'Thank you:
+    you are on the waitlist. We will offer you the first matching time that frees up': no offer
+    could ever reach him. He is still added, told the truth and what to do (the portal cannot
+    turn messages on: the practice records consent; a text STOP he sent is undone by START),
+    and his entry keeps saying it."""
+    _enrol(db, world.patient_id)
+    with db.write() as s:
+        alex = s.get(Patient, world.patient_id)
+        alex.consent_email = alex.consent_sms = False
+    days = dict(earliest=date.today(), latest=date.today() + timedelta(days=14))
+    with db.write() as s:
+        said = portal_waitlist.join_waitlist(
+            s, world.patient_id, clinic_id=world.clinic_id, service_id=world.service_id, **days
+        )
+    truth = (
+        "offers go by email or text message, and neither can reach you now (no consent to "
+        "email; no consent to text messages). To be offered times, call Test Clinic on 020 0000 "
+        "0000 and ask them to record your consent to email or text messages, with your email "
+        "address or mobile number (or, if you stopped our text messages, reply START to one of "
+        "them)."
+    )
+    assert said == f"You are on the waitlist, but we cannot offer you a time yet: {truth}"
+    with db.read() as s:
+        [entry] = portal_waitlist.waitlist_entries(s, world.patient_id)
+        assert s.get(WaitlistEntry, entry.id).status == WaitlistStatus.WAITING
+    assert entry.stopped == f"We cannot offer you a time for this entry: {truth}"
+    with db.write() as s:  # no mobile number: START cannot help
+        alex = s.get(Patient, world.patient_id)
+        alex.phone, alex.consent_email = None, True
+        alex.email = None
+    with db.read() as s:
+        [entry] = portal_waitlist.waitlist_entries(s, world.patient_id)
+    assert entry.stopped == (
+        "We cannot offer you a time for this entry: offers go by email or text message, and "
+        "neither can reach you now (no email address; no phone number). To be offered times, "
+        "call Test Clinic on 020 0000 0000 and ask them to record your consent to email or text "
+        "messages, with your email address or mobile number."
+    )
+    with db.write() as s:  # reachable again: the entry says nothing, a new join thanks
+        alex = s.get(Patient, world.patient_id)
+        alex.email = "alex@example.org"
+    with db.read() as s:
+        [entry] = portal_waitlist.waitlist_entries(s, world.patient_id)
+    assert entry.stopped == ""
