@@ -706,7 +706,9 @@ def offer_view(session: Session, raw: str | None, *, now: datetime | None = None
         str(context["when"]),
         clinic_time(clinic, offer.expires_at, zone=True),
         offer.status.value,
-        None if token and _open(offer, now) else _closed(offer, now),
+        _no_longer_offered(session, offer)
+        if token and _open(offer, now)
+        else _closed(session, offer, now),
         TERMS[offer.mode] if offer.mode else "",
     )
 
@@ -724,7 +726,7 @@ def accept_offer(session: Session, raw: str | None, *, now: datetime | None = No
     now = now or utcnow()
     token, offer = _offer_for(session, raw)
     if token is None:
-        raise Conflict(_closed(offer, now))
+        raise Conflict(_closed(session, offer, now))
     return _accept(session, offer, now, token)
 
 
@@ -760,26 +762,12 @@ def _accept(
     )
     session.refresh(offer)
     if offer.status != OfferStatus.SENT or opening.status != OpeningStatus.OFFERING:
-        raise Conflict(_closed(offer, now))
+        raise Conflict(_closed(session, offer, now))
     if offer.expires_at <= now:
         raise Conflict(EXPIRED)
     entry = offer.entry
-    if barred(session.get(Patient, offer.patient_id)):  # barred since the offer went out
-        clinic = session.get(Clinic, opening.clinic_id)
-        raise Conflict(
-            "Sorry, we cannot book this time for you: your online booking is paused (no "
-            f"points left), so please call {clinic.name}"
-            + (f" on {clinic.phone}" if clinic.phone else "")
-            + " to book."
-        )
-    if unbookable(session, entry):  # withdrawn from the practice's list since the offer went out
-        clinic = session.get(Clinic, opening.clinic_id)
-        raise Conflict(
-            f"Sorry, we cannot book this time for you: {treatment(session, entry)} is no longer "
-            f"offered as it was when we wrote. Please call {clinic.name}"
-            + (f" on {clinic.phone}" if clinic.phone else "")
-            + " to choose another treatment or time."
-        )
+    if refused := _paused(session, offer) or _no_longer_offered(session, offer):
+        raise Conflict(refused)  # barred, or its treatment withdrawn, since it went out
     service_ids = [s.id for s in services_of(session, entry)]
     missing = skills.not_performed(session, opening.provider_id, service_ids)
     if missing:  # their services changed since the offer went out: nobody took the time
@@ -892,7 +880,7 @@ def _open(offer: WaitlistOffer, now: datetime) -> bool:
     return offer.status == OfferStatus.SENT and offer.expires_at > now
 
 
-def _closed(offer: WaitlistOffer, now: datetime) -> str:
+def _closed(session: Session, offer: WaitlistOffer, now: datetime) -> str:
     """What became of an offer no longer open, as its patient reads it."""
     if offer.status == OfferStatus.EXPIRED or (
         offer.status == OfferStatus.SENT and offer.expires_at <= now
@@ -903,11 +891,57 @@ def _closed(offer: WaitlistOffer, now: datetime) -> str:
     if offer.status == OfferStatus.DECLINED:
         return "You have passed this time on to the next patient. You stay on our waitlist."
     if offer.status == OfferStatus.WITHDRAWN:
-        return (
-            "This offer no longer stands: you have booked another time from our waitlist or "
-            "left it, or the time is no longer free."
-        )
+        return _withdrawn(session, offer)
     return TAKEN
+
+
+def _withdrawn(session: Session, offer: WaitlistOffer) -> str:
+    """Why a sent offer was withdrawn, as its patient reads it: another time from the waitlist
+    booked (_withdraw_elsewhere), their entry withdrawn by them or the practice (entries), or
+    the time gone from the schedule (_gone_meanwhile)."""
+    entry = offer.entry
+    if entry.status == WaitlistStatus.BOOKED:
+        return "This offer no longer stands: you have booked another time from our waitlist."
+    if entry.status == WaitlistStatus.WITHDRAWN:
+        return (
+            f"This offer no longer stands: your place on our waitlist for "
+            f"{treatment(session, entry)} was withdrawn, so nothing was booked. If you did not "
+            f"ask for this, please call {_call(session, offer)}."
+        )
+    return (
+        "This offer no longer stands: the time is no longer free, as the clinic's schedule has "
+        "changed. Nothing was booked; you stay on our waitlist."
+    )
+
+
+def _call(session: Session, offer: WaitlistOffer) -> str:
+    """The offer's clinic to call, with its number: "Harbour Street Clinic on 020 …"."""
+    clinic = session.get(Clinic, offer.opening.clinic_id)
+    return clinic.name + (f" on {clinic.phone}" if clinic.phone else "")
+
+
+def _paused(session: Session, offer: WaitlistOffer) -> str | None:
+    """The patient's online booking barred since the offer went out (no points left): why
+    accepting is refused, or None."""
+    if not barred(session.get(Patient, offer.patient_id)):
+        return None
+    return (
+        "Sorry, we cannot book this time for you: your online booking is paused (no points "
+        f"left), so please call {_call(session, offer)} to book."
+    )
+
+
+def _no_longer_offered(session: Session, offer: WaitlistOffer) -> str | None:
+    """What the entry waits for withdrawn from the practice's list since the offer went out
+    (entries.unbookable): why accepting is refused, and what the link's page reads as what
+    became of the offer (it cannot be booked at any time), or None."""
+    if not unbookable(session, offer.entry):
+        return None
+    return (
+        f"Sorry, we cannot book this time for you: {treatment(session, offer.entry)} is no "
+        f"longer offered as it was when we wrote. Please call {_call(session, offer)} to choose "
+        "another treatment or time."
+    )
 
 
 NOT_SENT_TAKEN = "Not sent: another patient took the time before this offer went out."
@@ -1048,11 +1082,11 @@ def decline_offer(session: Session, raw: str | None, *, base_url: str) -> None:
     now = utcnow()
     token, offer = _offer_for(session, raw)
     if token is None:
-        raise Conflict(_closed(offer, now))
+        raise Conflict(_closed(session, offer, now))
     opening = _locked_opening(session, offer)
     session.refresh(offer)
     if offer.status != OfferStatus.SENT:
-        raise Conflict(_closed(offer, now))
+        raise Conflict(_closed(session, offer, now))
     tokens.consume(session, token)
     offer.status, offer.answered_at = OfferStatus.DECLINED, now
     session.flush()

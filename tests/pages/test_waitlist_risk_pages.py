@@ -876,3 +876,109 @@ def test_booking_from_the_offer_link_says_when_in_the_clinics_time_not_an_id(app
     [done] = at.success
     assert "#" not in done.value
     assert f"{escape(when)} is booked for you" in done.value
+
+
+def _offer_out(app_db) -> tuple[str, dict]:
+    """One patient waits; a free 30 minutes is offered by hand: the link, and what names it."""
+    database = _db(app_db)
+    with database.write() as s:
+        set_rules(s, SYSTEM, Rules(min_notice_minutes=0, quiet_start=time(0), quiet_end=time(0)))
+        s.execute(WaitlistEntry.__table__.update().values(status=WaitlistStatus.WITHDRAWN))
+        clinic = s.scalars(select(Clinic).order_by(Clinic.id)).first()
+        today = to_local(utcnow(), clinic.timezone).date()
+        slot = suggest_slots(
+            s, clinic_id=clinic.id, duration_minutes=30, day=today + timedelta(days=2), limit=1
+        )[0]
+        day = to_local(slot.start_at, clinic.timezone).date()
+        service = s.scalars(select(Service).where(Service.duration_minutes <= 30)).first()
+        patient_id = s.scalar(select(Patient.id).order_by(Patient.id).limit(1))
+        wish = entries.Wish(patient_id, clinic.id, service.id, day, day, weekdays=tuple(range(7)))
+        entry = entries.add_entry(s, SYSTEM, wish)
+        offers.offer_slot(
+            s,
+            SYSTEM,
+            clinic_id=clinic.id,
+            provider_id=slot.provider_id,
+            start_at=slot.start_at,
+            end_at=slot.start_at + timedelta(minutes=30),
+            base_url="http://clinic.example",
+        )
+        body = s.scalar(select(Notification.body).where(Notification.template == "waitlist_offer"))
+        link = re.search(r"t=([\w-]+)", body).group(1)
+        said = {
+            "entry_id": entry.id,
+            "service_id": service.id,
+            "clinic_id": clinic.id,
+            "slot": slot,
+            "phone": clinic.phone,
+        }
+    database.dispose()
+    return link, said
+
+
+def _withdrawn_by_staff(session, said) -> str:
+    entries.withdraw(session, SYSTEM, said["entry_id"], "Found another practice")
+    return (
+        "This offer no longer stands: your place on our waitlist for Consultation was withdrawn, "
+        "so nothing was booked. If you did not ask for this, please call Harbour Street Clinic "
+        f"on {said['phone']}."
+    )
+
+
+def _service_withdrawn(session, said) -> str:
+    session.get(Service, said["service_id"]).active = False
+    return (
+        "Sorry, we cannot book this time for you: Consultation is no longer offered as it was "
+        f"when we wrote. Please call Harbour Street Clinic on {said['phone']} to choose another "
+        "treatment or time."
+    )
+
+
+def _time_taken(session, said) -> str:
+    from core.scheduling import moves
+
+    slot = said["slot"]
+    other = make_patient(session, first_name="Desk", email="desk.booked@example.org")
+    moves.schedule_appointment(
+        session,
+        SYSTEM,
+        moves.NewBooking(
+            patient_id=other.id,
+            clinic_id=said["clinic_id"],
+            provider_id=slot.provider_id,
+            service_ids=[said["service_id"]],
+            start_at=slot.start_at,
+        ),
+    )
+    return offers.TAKEN
+
+
+@pytest.mark.parametrize("meanwhile", [_withdrawn_by_staff, _service_withdrawn, _time_taken])
+def test_accepting_an_offer_that_went_while_its_page_was_open_says_what_became_of_it(
+    app_db, meanwhile
+):
+    """The patient opens the offer; meanwhile the practice withdraws their entry, stops offering
+    the service, or books the time. Book this time shows a page saying what became of the offer
+    and books nothing (before: the service withdrawn left the offer shown open under a red
+    error, and open again on reload; a time booked meanwhile did too; an entry withdrawn by the
+    practice read 'you have booked another time from our waitlist or left it, or the time is
+    no longer free')."""
+    link, said = _offer_out(app_db)
+    at = patient_page("waitlist_offer", link)
+    assert [t.value for t in at.title] == ["A time has freed up for you"]
+    database = _db(app_db)
+    with database.write() as s:
+        became = meanwhile(s, said)
+        before = s.scalar(select(func.count()).select_from(Appointment))
+    at.button(key="patient_waitlist_accept").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [t.value for t in at.title] == ["This offer is closed"]
+    assert [i.value for i in at.info] == [escape(became)]
+    assert not [b.key for b in at.button]
+    with database.read() as s:
+        assert s.scalar(select(func.count()).select_from(Appointment)) == before  # none booked
+        assert s.get(WaitlistEntry, said["entry_id"]).status != WaitlistStatus.BOOKED
+    database.dispose()
+    reopened = patient_page("waitlist_offer", link)  # the link again, later: the same page
+    assert [t.value for t in reopened.title] == ["This offer is closed"]
+    assert [i.value for i in reopened.info] == [escape(became)]

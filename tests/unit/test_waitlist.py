@@ -2599,3 +2599,44 @@ def test_a_request_put_on_the_waitlist_for_a_patient_no_offer_can_reach_says_so(
     )
     assert warned.endswith(unreached.warning.split(": ", 1)[1])  # one wording
     assert unreached.entry.status == WaitlistStatus.WAITING
+
+
+def test_an_offers_link_says_what_became_of_it_once_its_entry_or_service_is_withdrawn(db, world):
+    """Sam's entry is withdrawn by the practice while his offer is out: his link read 'you have
+    booked another time from our waitlist or left it, or the time is no longer free', three
+    guesses. Ann's service is withdrawn: her link still read as an open offer, whose Book this
+    time was refused. Each now says what became of it, on the page and on accepting."""
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=3)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    sam = waiting(db, world, day, name="Sam")
+    waiting(db, world, day, name="Ann")
+    cancel(db, world, appointment_id)
+    process(db)
+    links = offer_links(db)
+    with db.write() as session:
+        entries.withdraw(session, world.staff, sam, "Asked by phone")
+    withdrawn = (
+        "This offer no longer stands: your place on our waitlist for Consultation was "
+        "withdrawn, so nothing was booked. If you did not ask for this, please call Test Clinic "
+        "on 020 0000 0000."
+    )
+    with db.read() as session:
+        assert offers.offer_view(session, links["sam@example.org"]).closed == withdrawn
+    with pytest.raises(Conflict) as refused:
+        accept(db, links["sam@example.org"])
+    assert str(refused.value) == withdrawn
+    with db.write() as session:
+        session.get(Service, world.service_id).active = False
+    gone = (
+        "Sorry, we cannot book this time for you: Consultation is no longer offered as it was "
+        "when we wrote. Please call Test Clinic on 020 0000 0000 to choose another treatment or "
+        "time."
+    )
+    with db.read() as session:
+        assert offers.offer_view(session, links["ann@example.org"]).closed == gone
+    with pytest.raises(Conflict) as refused:
+        accept(db, links["ann@example.org"])
+    assert str(refused.value) == gone
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Appointment)) == 1  # the cancelled

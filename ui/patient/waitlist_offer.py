@@ -48,3 +48,5 @@ def render(token: str) -> None:
         if message:
             mark_done("waitlist_offer", token, message)
             st.rerun()
+        if public_read(offers.offer_view, token).closed:  # refused, closed with it (taken):
+            st.rerun()  # the page says what became of it, not an error under a live offer
