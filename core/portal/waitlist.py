@@ -114,7 +114,7 @@ class PortalWaitlistEntry:
     times: str
     note: str  # as typed: escape on display
     offer: PortalOffer | None
-    stopped: str = ""  # why no time will be offered (the practice withdrew what it waits for)
+    stopped: str = ""  # why no time will be offered (what it waits for withdrawn, or unreached)
 
 
 def _weekdays(stored: str, locale: str) -> str:
@@ -154,7 +154,9 @@ def waitlist_entries(
         soonest.setdefault(offer.entry_id, offer)
     result = []
     for entry, clinic in rows:
-        offer = soonest.get(entry.id)
+        stopped = _stopped(session, entry, clinic, offered=entry.id in soonest)
+        # an offer for what the practice withdrew cannot be booked (its accept is refused)
+        offer = None if entries.stopped_by(session, entry) else soonest.get(entry.id)
         windows = [time_of_day_label(w, clinic.locale) for w in entry.windows.split(",") if w]
         result.append(
             PortalWaitlistEntry(
@@ -173,15 +175,16 @@ def waitlist_entries(
                     clinic_time(clinic, offer.expires_at, zone=True),
                     offers.TERMS[offer.mode],  # as it went out, whatever the mode now
                 ),
-                _stopped(session, entry, clinic),
+                stopped,
             )
         )
     return result
 
 
-def _stopped(session: Session, entry: WaitlistEntry, clinic: Clinic) -> str:
+def _stopped(session: Session, entry: WaitlistEntry, clinic: Clinic, *, offered: bool) -> str:
     """The patient's words for an entry the practice can no longer offer a time for: what it
-    waits for withdrawn, or no offer can reach them (_unreached)."""
+    waits for withdrawn, or no offer can reach them (_unreached; not while an offer that
+    reached them is out: it still books)."""
     call = f" or call the practice on {clinic.phone}" if clinic.phone else ""
     match entries.stopped_by(session, entry):
         case ("treatment", names):
@@ -194,7 +197,7 @@ def _stopped(session: Session, entry: WaitlistEntry, clinic: Clinic) -> str:
                 f"{name} no longer works at the practice, so no time will be offered with them. "
                 "Withdraw this entry and join again for any provider" + f"{call}."
             )
-    if unreached := _unreached(entry.patient, clinic):
+    if not offered and (unreached := _unreached(entry.patient, clinic)):
         return f"We cannot offer you a time for this entry: {unreached}"
     return ""
 

@@ -36,6 +36,7 @@ from db.models import (
     Patient,
     PortalSession,
     RateLimitHit,
+    Service,
     WaitlistEntry,
     WaitlistOffer,
     WaitlistStatus,
@@ -1300,3 +1301,24 @@ def test_a_patient_no_offer_can_reach_joins_the_waitlist_and_is_told_so(db, worl
     with db.read() as s:
         [entry] = portal_waitlist.waitlist_entries(s, world.patient_id)
     assert entry.stopped == ""
+
+
+def test_an_entry_with_an_offer_out_says_only_what_is_true_of_it(db, world):
+    """An offer already out reached Alex, who then withdrew consent to email and texts: the
+    offer still books, so the portal shows it without saying no time can be offered. Once the
+    practice stops offering the service, the offer cannot be booked: the portal showed it with
+    Book this time (refused) beside 'no time will be offered'; now only the latter."""
+    entry = _waiting_with_an_offer(db, world)
+    assert entry.offer is not None and entry.stopped == ""
+    with db.write() as s:
+        alex = s.get(Patient, world.patient_id)
+        alex.consent_email = alex.consent_sms = False
+    with db.read() as s:
+        (entry,) = portal_waitlist.waitlist_entries(s, world.patient_id)
+    assert entry.offer is not None and entry.stopped == ""
+    with db.write() as s:
+        s.get(Service, world.service_id).active = False
+    with db.read() as s:
+        (entry,) = portal_waitlist.waitlist_entries(s, world.patient_id)
+    assert entry.offer is None
+    assert entry.stopped.startswith("The practice no longer offers Consultation")
