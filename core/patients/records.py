@@ -25,6 +25,7 @@ from core.kernel.money import (
 )
 from core.kernel.phones import dialable, landline, not_for_texts, practice_regions
 from core.kernel.text import clean, plain_words
+from core.kernel.times_of_day import time_of_day_label
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
 from core.patients.emails import email_address
@@ -845,16 +846,11 @@ def list_patient_appointments(
     result = []
     named = treatment_texts(session, [row[0].id for row in rows])  # a package by its name
     for a, service, provider, clinic, tz, locale, creator in rows:
-        local = ClinicFormat(tz, locale)
-        if a.start_at is not None:
-            when = local.moment(a.start_at)
-        else:
-            part = a.time_of_day.value.replace("_", " ") if a.time_of_day else "any time"
-            when = f"{local.day(a.requested_day)}, {part}" if a.requested_day else ""
+        local = ClinicFormat(tz, locale or DEFAULT_LOCALE)
         result.append(
             PatientAppointment(
                 a.id,
-                when,
+                _visit_when(a, local),
                 named.get(a.id, service or ""),
                 provider or "",
                 clinic,
@@ -863,6 +859,19 @@ def list_patient_appointments(
             )
         )
     return result
+
+
+def _visit_when(visit: Appointment, local: ClinicFormat) -> str:
+    """When a visit on the record is, on its clinic's clock: its start, or the day asked for
+    with the time of day's one label ('Thu, 9 Jul 2026, morning (9:00–12:00)')."""
+    if visit.start_at is not None:
+        return local.moment(visit.start_at)
+    if visit.requested_day is None:
+        return ""
+    if not visit.time_of_day:
+        return f"{local.day(visit.requested_day)}, any time"
+    moment = time_of_day_label(visit.time_of_day, local.locale, in_text=True)
+    return f"{local.day(visit.requested_day)}, {moment}"
 
 
 # ---------------------------------------------------------------- money on the record

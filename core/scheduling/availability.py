@@ -29,13 +29,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from babel.dates import format_time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.clock import local_edge_to_utc, local_to_utc, to_local
 from core.kernel.errors import NotFound, ValidationError
-from core.kernel.money import DEFAULT_LOCALE, babel_locale
+
+# the windows and their one label live in the kernel (core.patients and core.messaging, below
+# scheduling, say them too); re-exported here for scheduling's own callers and those above
+from core.kernel.times_of_day import TIME_OF_DAY_WINDOWS as TIME_OF_DAY_WINDOWS
+from core.kernel.times_of_day import time_of_day_label as time_of_day_label
+from core.kernel.times_of_day import time_of_day_labels as time_of_day_labels
 from core.practice.skills import able
 from core.practice.timing import Timing
 from core.practice.travel import travel_time
@@ -61,48 +65,6 @@ from db.types import utcnow
 
 MAX_LENGTH = timedelta(hours=12)
 MAX_BUFFER = timedelta(minutes=240)  # core.practice.setup refuses a longer buffer
-TIME_OF_DAY_WINDOWS: dict[TimeOfDay, tuple[time, time]] = {
-    TimeOfDay.EARLY_MORNING: (time(7), time(9)),
-    TimeOfDay.MORNING: (time(9), time(12)),
-    TimeOfDay.AFTERNOON: (time(12), time(17)),
-    TimeOfDay.EVENING: (time(17), time(21)),
-}
-# a time of day in words, its window's edges filled in by time_of_day_label in the clinic's
-# locale: before its end, from its start to its end, after its start
-_TIME_OF_DAY_WORDS = {
-    TimeOfDay.EARLY_MORNING: ("Early morning", "before {last}"),
-    TimeOfDay.MORNING: ("Morning", "{first}{to}{last}"),
-    TimeOfDay.AFTERNOON: ("Afternoon", "{first}{to}{last}"),
-    TimeOfDay.EVENING: ("Evening", "after {first}"),
-}
-
-
-def _hour(at: time, locale: str | None) -> str:
-    """A window's edge in the locale's short time, its hour unpadded as a person writes it:
-    en-GB '9:00' and '17:00', en-US '9:00 AM' and '5:00 PM'."""
-    pattern = babel_locale(locale).time_formats["short"].pattern.replace("HH", "H")
-    return format_time(at, pattern, locale=babel_locale(locale))
-
-
-def time_of_day_label(
-    time_of_day: TimeOfDay | str, locale: str | None = DEFAULT_LOCALE, *, in_text: bool = False
-) -> str:
-    """A time of day as a patient and the desk read it, from its window (TIME_OF_DAY_WINDOWS) in
-    the clinic's locale: en-GB 'Early morning (before 9:00)', 'Morning (9:00–12:00)',
-    'Evening (after 17:00)'; en-US 'Evening (after 5:00 PM)'. `in_text`: inside a sentence
-    ('Mon, 7 Dec 2026, morning (9:00–12:00)'). The one label of a time of day: the forms that
-    ask for one, the patient's messages and portal, the visit, the queue and time off's cover."""
-    moment = TimeOfDay(time_of_day)
-    name, edges = _TIME_OF_DAY_WORDS[moment]
-    first, last = (_hour(edge, locale) for edge in TIME_OF_DAY_WINDOWS[moment])
-    to = " – " if " " in first + last or "\u202f" in first + last else "–"
-    label = f"{name} ({edges.format(first=first, last=last, to=to)})"
-    return label[0].lower() + label[1:] if in_text else label
-
-
-def time_of_day_labels(locale: str | None = DEFAULT_LOCALE) -> dict[TimeOfDay, str]:
-    """Every time of day, in order, with its label in the locale (for a form's choices)."""
-    return {moment: time_of_day_label(moment, locale) for moment in TimeOfDay}
 
 
 def time_asked(

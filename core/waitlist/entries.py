@@ -16,6 +16,7 @@ from core.kernel.clock import local_today, to_local
 from core.kernel.errors import NotFound, ValidationError
 from core.kernel.locks import hold
 from core.kernel.money import clinic_time, format_day_range, weekday_name
+from core.kernel.times_of_day import time_of_day_label
 from core.messaging import notify
 from core.messaging.recipients import channels_for
 from core.patients import merge
@@ -622,7 +623,10 @@ def list_entries(
                 provider or "any",
                 format_day_range(entry.earliest, entry.latest, clinic.locale),
                 "".join(letters[d] if str(d) in entry.weekdays else "·" for d in range(7)),
-                entry.windows.replace("_", " ").replace(",", ", ") or "any time",
+                ", ".join(
+                    time_of_day_label(w, clinic.locale) for w in entry.windows.split(",") if w
+                )
+                or "any time",
                 entry.note,
                 entry.status.value,
                 entry.source,

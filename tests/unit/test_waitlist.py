@@ -1051,6 +1051,26 @@ def test_a_request_that_cannot_be_placed_goes_on_the_waitlist(db, world):
     assert sent_to(db, "appointment_declined") == ["alex@example.org"]
 
 
+def test_the_lists_times_of_day_are_the_clinics_labels_with_their_hours(db, world):
+    """The table's Times of day read 'early morning, evening' where the add form, the portal
+    and the messages say 'Early morning (before 9:00)': one label, in the clinic's locale (a
+    New York clinic's hours on a 12-hour clock)."""
+    day = future_day()
+    waiting(db, world, day, name="Eve", windows=(TimeOfDay.EARLY_MORNING, TimeOfDay.EVENING))
+    waiting(db, world, day, name="Any")
+    with db.read() as session:
+        rows = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+    assert {r.patient.split()[0]: r.windows for r in rows} == {
+        "Eve": "Early morning (before 9:00), Evening (after 17:00)",
+        "Any": "any time",
+    }
+    with db.write() as session:
+        session.get(Clinic, world.clinic_id).locale = "en-US"
+    with db.read() as session:
+        rows = entries.list_entries(session, world.staff, clinic_id=world.clinic_id)
+    assert rows[0].windows == "Early morning (before 9:00\u202fAM), Evening (after 5:00\u202fPM)"
+
+
 def test_portal_join_and_duplicate_entries(db, world):
     day = future_day()
     wish = entries.Wish(
