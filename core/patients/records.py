@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.kernel import audit, locks
 from core.kernel.authz import Actor, Permission, ensure
+from core.kernel.clock import local_to_utc, to_local
 from core.kernel.errors import Conflict, NotFound, ValidationError
 from core.kernel.money import (
     DEFAULT_LOCALE,
@@ -25,7 +26,7 @@ from core.kernel.money import (
 )
 from core.kernel.phones import dialable, landline, not_for_texts, practice_regions
 from core.kernel.text import clean, plain_words
-from core.kernel.times_of_day import time_of_day_label
+from core.kernel.times_of_day import TIME_OF_DAY_WINDOWS, time_of_day_label
 from core.messaging import notify
 from core.patients import enrolment, invitations, merge
 from core.patients.emails import email_address
@@ -45,6 +46,7 @@ from db.models import (
     Provider,
     Service,
     Source,
+    TimeOfDay,
     User,
 )
 from db.types import utcnow
@@ -806,11 +808,11 @@ class PatientAppointment:
     booked_by: str  # a staff name, or "Online appointment · <time>"
 
 
-def booked_by_label(source, created_by: str | None, booked_at, clinic) -> str:
+def booked_by_label(source, created_by: str | None, booked_at, clinic, zone: bool = False) -> str:
     """Who created an appointment: "Online appointment" and the time (in the clinic's zone and
-    locale) in place of a staff name."""
+    locale, the zone named with `zone`) in place of a staff name."""
     if source == Source.ONLINE:
-        return f"Online appointment · {clinic_time(clinic, booked_at)}"
+        return f"Online appointment · {clinic_time(clinic, booked_at, zone=zone)}"
     return created_by or ("Imported" if source == Source.IMPORT else "Practice")
 
 
@@ -845,33 +847,42 @@ def list_patient_appointments(
     ).all()
     result = []
     named = treatment_texts(session, [row[0].id for row in rows])  # a package by its name
+    home = clinic_format(session).timezone  # the practice's clock, the page's dates and times
     for a, service, provider, clinic, tz, locale, creator in rows:
         local = ClinicFormat(tz, locale or DEFAULT_LOCALE)
         result.append(
             PatientAppointment(
                 a.id,
-                _visit_when(a, local),
+                _visit_when(a, local, zone=tz != home),
                 named.get(a.id, service or ""),
                 provider or "",
                 clinic,
                 a.status.value.replace("_", " "),
-                booked_by_label(a.source, creator, a.booked_at, local),
+                booked_by_label(a.source, creator, a.booked_at, local, zone=tz != home),
             )
         )
     return result
 
 
-def _visit_when(visit: Appointment, local: ClinicFormat) -> str:
+def _visit_when(visit: Appointment, local: ClinicFormat, *, zone: bool) -> str:
     """When a visit on the record is, on its clinic's clock: its start, or the day asked for
-    with the time of day's one label ('Thu, 9 Jul 2026, morning (9:00–12:00)')."""
+    with the time of day's one label ('Thu, 9 Jul 2026, morning (9:00–12:00)'). `zone`: the
+    clinic's zone is not the practice's, so a time names it by its abbreviation that day, as
+    format_moment's `zone` does ('10:00 AM (EST)'): a 10:00 in London and one in New York read
+    apart."""
     if visit.start_at is not None:
-        return local.moment(visit.start_at)
+        return local.moment(visit.start_at, zone=zone)
     if visit.requested_day is None:
         return ""
     if not visit.time_of_day:
         return f"{local.day(visit.requested_day)}, any time"
     moment = time_of_day_label(visit.time_of_day, local.locale, in_text=True)
-    return f"{local.day(visit.requested_day)}, {moment}"
+    when = f"{local.day(visit.requested_day)}, {moment}"
+    if not zone:
+        return when
+    first = TIME_OF_DAY_WINDOWS[TimeOfDay(visit.time_of_day)][0]
+    at = to_local(local_to_utc(visit.requested_day, first, local.timezone), local.timezone)
+    return f"{when} ({at.tzname()})"
 
 
 # ---------------------------------------------------------------- money on the record

@@ -33,6 +33,7 @@ from core.patients.invitations import PortalStatus
 from db import migrate
 from db.engine import Database
 from db.models import (
+    Appointment,
     AppointmentStatus,
     AuditEvent,
     Channel,
@@ -41,6 +42,7 @@ from db.models import (
     Notification,
     Patient,
     PortalInvitation,
+    Source,
 )
 from db.types import utcnow
 from tests.factories import invitations_sent_a_while_ago, make_patient, make_visit
@@ -505,6 +507,52 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_staff_name(db
     assert [r.booked_by for r in rows] == ["Staff", "Online appointment · Wed, 1 Jul 2026, 14:05"]
     assert rows[0].when == "Fri, 31 Jul 2026, 14:05"
     assert rows[1].when == "Thu, 9 Jul 2026, morning (9:00\u201312:00)"  # its hours, as forms say
+
+
+def test_visits_at_a_clinic_of_another_zone_name_their_zone_and_times_of_day_their_hours(db, world):
+    """A 10:00 in London and a 10:00 in New York read the same on the record. A visit at a
+    clinic whose zone is not the practice's (its first clinic's) names its zone, by its
+    abbreviation that day as every message writes it, a request's time of day with its hours
+    too; one in the practice's zone stays as it was."""
+    london = datetime(2026, 12, 7, 10, tzinfo=UTC)  # 10:00 GMT
+    new_york = datetime(2026, 12, 8, 15, tzinfo=UTC)  # 10:00 EST
+    with db.write() as s:
+        lakeside = Clinic(name="Lakeside", timezone="America/New_York", locale="en-US")
+        s.add(lakeside)
+        s.flush()
+        s.add_all(
+            Appointment(
+                clinic_id=clinic_id,
+                patient_id=world.patient_id,
+                service_id=world.service_id,
+                status=AppointmentStatus.REQUESTED if day else AppointmentStatus.SCHEDULED,
+                start_at=start,
+                end_at=start + timedelta(minutes=30) if start else None,
+                requested_day=day,
+                time_of_day="evening" if day else None,
+                created_at=start or london,
+                source=Source.ONLINE,
+                booked_at=datetime(2026, 12, 1, 14, tzinfo=UTC),
+            )
+            for clinic_id, start, day in (
+                (world.clinic_id, london, None),
+                (lakeside.id, new_york, None),
+                (lakeside.id, None, date(2026, 12, 9)),
+                (world.clinic_id, None, date(2026, 12, 10)),
+            )
+        )
+    with db.read() as s:
+        rows = patients.list_patient_appointments(s, world.staff, world.patient_id)
+    assert sorted((r.clinic, r.when) for r in rows) == [
+        ("Lakeside", "Tue, Dec 8, 2026, 10:00\u202fAM (EST)"),
+        ("Lakeside", "Wed, Dec 9, 2026, evening (after 5:00\u202fPM) (EST)"),
+        ("Test Clinic", "Mon, 7 Dec 2026, 10:00"),
+        ("Test Clinic", "Thu, 10 Dec 2026, evening (after 17:00)"),
+    ]
+    assert {(r.clinic, r.booked_by) for r in rows} == {  # when it was booked online, alike
+        ("Lakeside", "Online appointment · Tue, Dec 1, 2026, 9:00\u202fAM (EST)"),
+        ("Test Clinic", "Online appointment · Tue, 1 Dec 2026, 14:00"),
+    }
 
 
 def test_search_labels_show_the_date_of_birth_in_the_practices_locale(db, world):
