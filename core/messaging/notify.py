@@ -38,8 +38,9 @@ A text costs what its parts cost (core.messaging.sms_parts): three parts are 459
 the GSM alphabet but 201 in UCS-2, which one character outside it (ł, an emoji, a curly quote)
 brings. The guard counts parts, not characters, and cuts with " ..." (GSM); the template's own
 wording goes with its curly quotes, dashes, "…" and no-break spaces as their GSM equivalents,
-the values filled in with plain spaces for no-break ones; letters, and what staff typed in
-place of a message, are sent as they are (the template's and the values' letters composed: an
+the values filled in with plain spaces for no-break ones and hyphens for dashes (a time of day's
+hours, a time's range: one en dash sent the whole text in UCS-2); letters, and what staff typed
+in place of a message, are sent as they are (the template's and the values' letters composed: an
 "e" and a separate accent go as "é", in the GSM alphabet, sms_parts.composed).
 """
 
@@ -556,7 +557,7 @@ def render_sms(
     if body:
         return _sms_text(subject or render(template, context)[0], body)
     gsm = Template(*(sms_parts.gsm_wording(t) for t in (template.subject, template.body)), "")
-    values = {k: sms_parts.plain_spaces(v) if isinstance(v, str) else v for k, v in context.items()}
+    values = {k: sms_parts.gsm_value(v) if isinstance(v, str) else v for k, v in context.items()}
 
     def compose(values: dict[str, object], form: str = template.sms) -> str:
         if not form:

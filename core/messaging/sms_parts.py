@@ -29,16 +29,17 @@ _CODEC = gsm0338.Codec()
 # goes as that equivalent (a curly quote alone would send the whole text in 70-character parts).
 # Letters are never changed: a name with "ł" keeps it, and the text goes in UCS-2.
 SPACES = {"\xa0": " ", "\u2007": " ", "\u2009": " ", "\u202f": " "}  # dates and amounts use them
+DASHES = dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-")  # ranges: 14:00–14:30
 GSM_EQUIVALENTS = str.maketrans(
     {
         **SPACES,
         **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032", "'"),
         **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033", '"'),
-        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
+        **DASHES,
         "\u2026": "...",
     }
 )
-SPACE_EQUIVALENTS = str.maketrans(SPACES)
+VALUE_EQUIVALENTS = str.maketrans({**SPACES, **DASHES})
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,11 @@ def gsm_wording(text: str) -> str:
     return composed(text).translate(GSM_EQUIVALENTS)
 
 
-def plain_spaces(text: str) -> str:
-    """`text` with the no-break and narrow spaces dates and amounts are written with as plain
-    spaces, its letters composed (a filled-in value: nothing else of it changes)."""
-    return composed(text).translate(SPACE_EQUIVALENTS)
+def gsm_value(text: str) -> str:
+    """A value filled in: the no-break and narrow spaces dates and amounts are written with as
+    plain spaces, and the dashes of a time's or a day's range ('morning (9:00–12:00)',
+    '14:00–14:30', '3–10 Mar 2026') as hyphens; its letters composed, nothing else changed."""
+    return composed(text).translate(VALUE_EQUIVALENTS)
 
 
 def composed(text: str) -> str:

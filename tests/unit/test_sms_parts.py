@@ -13,8 +13,10 @@ from core.feedback import surveys
 from core.forms import after_booking
 from core.kernel import tokens
 from core.kernel.money import ClinicFormat
+from core.kernel.times_of_day import time_of_day_label
 from core.messaging import notify, sms_parts
 from core.portal import sign_in
+from db.models import TimeOfDay
 
 LINK = "https://clinic.example.org/patient?p=confirm&t=" + "Zq7" * 14 + "x"  # a real one's length
 
@@ -312,6 +314,31 @@ def test_a_name_typed_with_a_separate_accent_goes_in_the_gsm_alphabet_as_the_sam
     )
     assert text == f"Clinic: Jos\u00e9 Mu\u00f1oz, your portal: {LINK}"
     assert sms_parts.parts(text).gsm
+
+
+@pytest.mark.parametrize("locale", ["en-GB", "en-US"])
+@pytest.mark.parametrize("key", ["request_received", "appointment_declined"])
+def test_a_text_with_a_time_of_day_filled_in_goes_in_the_gsm_alphabet(key, locale):
+    """A request's time of day is written with its hours, 'morning (9:00\u201312:00)': the en
+    dash filled in sent the whole text in UCS-2, 70 characters a part instead of 160 (the
+    values' no-break spaces were made plain, their dashes not). A value's dash goes as a hyphen
+    in a text; the email keeps it."""
+    fmt = ClinicFormat(locale=locale)
+    moment = time_of_day_label(TimeOfDay.MORNING, locale, in_text=True)
+    when = f"{fmt.day(datetime(2026, 12, 7).date())}, {moment}"
+    assert "\u2013" in when
+    context = {
+        "clinic_name": "Harbour Street",
+        "patient_name": "Alex Morgan",
+        "service_name": "Consultation",
+        "when": when,
+        "reason": "Fully booked",
+    }
+    template = notify.TEMPLATES[key]
+    text = notify.render_sms(template, context)
+    assert sms_parts.parts(text).gsm, text
+    assert sms_parts.gsm_wording(when).replace("\u202f", " ") in text  # 9:00-12:00
+    assert when in notify.render(template, context)[1]  # the email as written
 
 
 # clinics whose times, as the callers write them (with the zone), run long: the longest of a
