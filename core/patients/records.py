@@ -891,7 +891,7 @@ def _visit_when(visit: Appointment, local: ClinicFormat, *, zone: bool) -> str:
 @dataclass(frozen=True)
 class PatientPayment:
     id: int
-    when: str  # paid (or recorded), clinic-local
+    when: str  # paid (or recorded), clinic-local (the zone named when not the practice's)
     appointment_id: int | None
     kind: str  # prepayment, deposit, fee, refund
     method: str  # as the appointment's Payments says it: "Card (desk)", "Cash", "Points"
@@ -904,7 +904,7 @@ class Owed:
     appointment_id: int
     what: str  # "no show fee", "late cancel fee", "deposit still to pay before the visit"
     amount: str
-    when: str  # the visit's clinic-local time
+    when: str  # the visit's clinic-local time (the zone named when not the practice's)
 
 
 @dataclass(frozen=True)
@@ -948,7 +948,8 @@ def patient_money(
         payments.append(
             PatientPayment(
                 p.id,
-                fmt.moment(p.paid_at or p.created_at),
+                # on the visit's clinic's clock, its zone named where it is not the practice's
+                fmt.moment(p.paid_at or p.created_at, zone=fmt.timezone != practice.timezone),
                 p.appointment_id,
                 p.kind.replace("_", " "),
                 prepay.METHOD_LABELS.get(p.method, p.method),
@@ -977,7 +978,8 @@ def patient_money(
     rules = get_settings(session) if visits else None
     for visit in visits:
         fmt = money_format(visit.clinic)
-        when = fmt.moment(visit.start_at) if visit.start_at else ""
+        other_zone = fmt.timezone != practice.timezone  # named, as the record's visits are
+        when = fmt.moment(visit.start_at, zone=other_zone) if visit.start_at else ""
         for fee in desk.unpaid_fees(session, actor, visit.id):
             owed.append(Owed(visit.id, fee.kind, fee.amount, when))
         if visit.status in (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN):

@@ -18,6 +18,7 @@ from alembic import command
 from sqlalchemy import select
 
 from core.kernel import tokens
+from core.kernel.clock import to_local
 from core.kernel.errors import (
     Conflict,
     LinkInvalid,
@@ -39,6 +40,8 @@ from db.models import (
     Channel,
     Clinic,
     DeliveryStatus,
+    LedgerEntry,
+    LedgerKind,
     Notification,
     Patient,
     PortalInvitation,
@@ -553,6 +556,52 @@ def test_visits_at_a_clinic_of_another_zone_name_their_zone_and_times_of_day_the
         ("Lakeside", "Online appointment · Tue, Dec 1, 2026, 9:00\u202fAM (EST)"),
         ("Test Clinic", "Online appointment · Tue, 1 Dec 2026, 14:00"),
     }
+
+
+def test_money_on_the_record_for_a_visit_of_another_zone_names_its_zone(db, world):
+    """The record's payments and what is owed are timed on their visit's clinic's clock: one
+    at a New York clinic names its zone beside the London practice's, as the visits do."""
+    from core.payments import desk
+
+    start = utcnow().replace(microsecond=0) - timedelta(days=3)
+    with db.write() as s:
+        lakeside = Clinic(
+            name="Lakeside", timezone="America/New_York", locale="en-US", currency="USD"
+        )
+        s.add(lakeside)
+        s.flush()
+        here, there = (
+            make_visit(
+                s,
+                world,
+                status=AppointmentStatus.NO_SHOW,
+                start_at=start,
+                end_at=start + timedelta(minutes=30),
+            )
+            for _ in range(2)
+        )
+        there.clinic_id = lakeside.id
+        s.flush()
+        for visit in (here, there):
+            desk.record_desk_payment(s, world.staff, visit.id, amount_cents=1000, method="cash")
+            s.add(
+                LedgerEntry(
+                    patient_id=world.patient_id,
+                    appointment_id=visit.id,
+                    kind=LedgerKind.NO_SHOW_FEE,
+                    amount_cents=2500,
+                )
+            )
+        ids = here.id, there.id
+    with db.read() as s:
+        money = patients.patient_money(s, world.staff, world.patient_id)
+        paid = {p.appointment_id: p.when for p in money.payments}
+        owed = {o.appointment_id: o.when for o in money.owed}
+    visit_zone, paid_zone = (to_local(t, "America/New_York").tzname() for t in (start, utcnow()))
+    assert owed[ids[1]].endswith(f" ({visit_zone})"), owed
+    assert paid[ids[1]].endswith(f" ({paid_zone})"), paid
+    assert "(" not in owed[ids[0]] + paid[ids[0]]  # the practice's own zone: as before
+    assert f"#{ids[1]}, {owed[ids[1]]})" in money.owed_text
 
 
 def test_search_labels_show_the_date_of_birth_in_the_practices_locale(db, world):
