@@ -153,7 +153,8 @@ def messages_of_patient(
     """The patient's newest messages (at most `limit`), whatever they were about: reminders,
     confirmations, forms and fee notices of every appointment, portal invitations, and the
     patient's text replies with their answers; each time in its appointment's clinic's zone and
-    locale (the practice's first clinic's for one about no appointment)."""
+    locale (the practice's first clinic's for one about no appointment), that zone named where
+    it is not the practice's ('Fri, Dec 4, 2026, 9:22 PM (EST)')."""
     ensure(actor, Permission.NOTIFICATIONS_READ)
     practice = clinic_format(session)
     formats = {
@@ -165,7 +166,8 @@ def messages_of_patient(
 
     def moment_in(clinic_id: int | None) -> Callable[[datetime | None], str]:
         tz, locale = formats.get(clinic_id, (practice.timezone, practice.locale))
-        return lambda at: format_moment(at, tz, locale)
+        other_zone = tz != practice.timezone  # named: the list mixes clinics' clocks
+        return lambda at: format_moment(at, tz, locale, zone=other_zone)
 
     dated: list[tuple[datetime, int, MessageRow]] = []
     outbox = session.execute(

@@ -19,6 +19,7 @@ from core.kernel.errors import Conflict, PermissionDenied, ValidationError
 from core.messaging import delivery, history, notify, reminders, sms_parts
 from core.scheduling import moves
 from db.models import (
+    Appointment,
     Channel,
     Clinic,
     DeliveryStatus,
@@ -991,6 +992,29 @@ def test_an_appointments_messages_show_their_times_in_the_clinics_zone_and_local
         rows = history.messages_of(session, world.staff, appointment_id)
     assert {(r.queued.replace("\u202f", " "), r.sent.replace("\u202f", " ")) for r in rows} == {
         ("Fri, Dec 4, 2026, 9:22 PM", "Fri, Dec 4, 2026, 9:23 PM")
+    }
+
+
+def test_the_patients_messages_of_a_clinic_of_another_zone_name_its_zone(db, world):
+    """The record lists a patient's messages of every clinic, newest first, each on its
+    visit's clinic's clock: New York's 9:22 PM under London's 02:30 read as out of order, with
+    nothing to say whose clocks they were. One of a clinic whose zone is not the practice's
+    (its first clinic's) now names its zone; the practice's own reads as before."""
+    london_visit, new_york_visit = _book(db, world), _book(db, world, hour=15)
+    at = datetime(2026, 12, 5, 2, 22, 34, tzinfo=UTC)  # 21:22 on the 4th in New York
+    with db.write() as session:
+        lakeside = Clinic(name="Lakeside", timezone="America/New_York", locale="en-US")
+        session.add(lakeside)
+        session.flush()
+        session.get(Appointment, new_york_visit).clinic_id = lakeside.id
+        for row in session.scalars(select(Notification)):
+            row.created_at, row.sent_at = at, None
+    with db.read() as session:
+        rows = history.messages_of_patient(session, world.staff, world.patient_id)
+    queued = {(r.appointment_id, r.queued.replace("\u202f", " ")) for r in rows}
+    assert queued == {
+        (london_visit, "Sat, 5 Dec 2026, 02:22"),
+        (new_york_visit, "Fri, Dec 4, 2026, 9:22 PM (EST)"),
     }
 
 
