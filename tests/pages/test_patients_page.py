@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -182,6 +183,40 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_name(app_as, 
     booked_by = list(at.dataframe[0].value["Booked by"])
     assert any(b.startswith("Online appointment · ") for b in booked_by)
     assert any(t.value.startswith("Next visit: ") for t in at.text)  # answered at the top
+
+
+def test_a_visit_at_the_clinic_of_another_zone_names_its_zone_in_the_records_list(app_as, app_db):
+    """The demo's two clinics keep two clocks: a visit at the second (another zone than the
+    practice's first clinic) names its zone in the Appointments table; one at the first does
+    not."""
+    from db.models import Appointment
+
+    database = _db(app_db)
+    with database.read() as s:
+        first, second = s.execute(select(Clinic.name, Clinic.timezone).order_by(Clinic.id)).all()
+        assert first.timezone != second.timezone
+        pid = s.scalar(  # a patient with a visit at the second clinic among their latest
+            select(Appointment.patient_id)
+            .join(Clinic, Clinic.id == Appointment.clinic_id)
+            .join(Patient, Patient.id == Appointment.patient_id)
+            .where(
+                Clinic.name == second.name,
+                Appointment.start_at.is_not(None),
+                Patient.email.is_not(None),  # _open searches by it
+            )
+            .order_by(Appointment.start_at.desc(), Appointment.id.desc())
+            .limit(1)
+        )
+        patient = s.get(Patient, pid)
+    database.dispose()
+    at = _open(app_as, patient)
+    visits = next(d.value for d in at.dataframe if "Clinic" in d.value.columns)
+    rows = list(zip(visits["Clinic"], visits["When"], strict=True))
+    zoned = re.compile(r" \(([A-Z]{3,5}|[+-]\d+)\)$")  # '(EST)', '(GMT)', '(-03)'
+    theirs = [when for clinic, when in rows if clinic == second.name and ":" in when]
+    ours = [when for clinic, when in rows if clinic == first.name]
+    assert theirs and all(zoned.search(when) for when in theirs), theirs
+    assert not any(zoned.search(when) for when in ours), ours
 
 
 def test_new_patient_with_invitation(app_as, app_db):
