@@ -11,7 +11,7 @@ from core.practice import choices
 from core.scheduling import schedules
 from ui import actor, refresh, run_action
 from ui.caches import cached
-from ui.context import forget_if_saved, mark_saved, read
+from ui.context import forget_if_saved, mark_saved, read, start
 from ui.front_desk import require
 from ui.locale import pickers
 from ui.picks import chosen_done, gone_choice
@@ -109,21 +109,20 @@ else:
 pick, today = pickers(clinic.locale), local_today(tz)  # the clinic's, not the server's
 OFF_EMPTY = {"from_day": today, "from_time": None, "to_day": today, "to_time": None, "reason": ""}
 forget_if_saved("schedules_off", OFF_EMPTY)  # added: an empty form for the next one
+start("schedules_off", OFF_EMPTY)  # its defaults in the state only, not also the widgets' value=
 with st.form("schedules_time_off"):  # what was typed stays when it is refused
     a, b, c, d = st.columns(4)
-    first = a.date_input("From day", today, key="schedules_off_from_day", format=pick.date)
+    first = a.date_input("From day", key="schedules_off_from_day", format=pick.date)
     first_at = b.time_input(
         "From time",
-        None,
         step=900,
         key="schedules_off_from_time",
         format=pick.clock,
         help="Empty: from the start of the day.",
     )
-    last = c.date_input("To day", today, key="schedules_off_to_day", format=pick.date)
+    last = c.date_input("To day", key="schedules_off_to_day", format=pick.date)
     last_at = d.time_input(
         "To time",
-        None,
         step=900,
         key="schedules_off_to_time",
         format=pick.clock,

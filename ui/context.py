@@ -191,8 +191,20 @@ def forget(form: str, empty: Mapping[str, Any]) -> None:
     before its widget is drawn in this run. Set, not dropped from
     the session: a widget whose value is set there is sent to the browser with it (set_value),
     one dropped is not, and the browser kept showing what it held (a saved password, a note)
-    and sent it back with the next rerun, to be saved again."""
+    and sent it back with the next rerun, to be saved again. Its widget takes no default of
+    its own (value=, index=; see start)."""
     st.session_state.update({f"{form}_{field}": value for field, value in empty.items()})
+
+
+def start(form: str, values: Mapping[str, Any]) -> None:
+    """Before a form is drawn: each of its fields (keyed f"{form}_{field}") that holds nothing
+    yet (drawn for the first time, or again after it was off the page) starts at its value in
+    `values`, set in the session state. Its widget is then drawn with no default of its own
+    (value=, index=): Streamlit logs 'The widget with key … was created with a default value
+    but also had its value set via the Session State API' for a widget given both, as one
+    emptied by forget would be."""
+    for field, value in values.items():
+        st.session_state.setdefault(f"{form}_{field}", value)
 
 
 def mark_saved(form: str) -> None:

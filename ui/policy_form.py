@@ -8,7 +8,7 @@ import streamlit as st
 from core.kernel.errors import DomainError, ValidationError
 from core.kernel.money import ClinicFormat, currency_symbol, minor_digits, to_major, typed_minor
 from core.policy import cancellation as policy
-from ui.context import actor, forget, read, refresh, run_action, show_error
+from ui.context import actor, forget, read, refresh, run_action, show_error, start
 from ui.text import escape
 
 SCOPE_KEY = "policy_form_scope"  # the (clinic, service) whose policy the fields were filled from
@@ -46,6 +46,9 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         # its own version, not from what the last one's form held (set, so the browser too)
         forget("policy", shown)
         st.session_state[SCOPE_KEY] = (clinic_id, service_id)
+    # a field gone from the session (another page was open) starts from it again; the widgets
+    # take their values from the state alone, never also as their value= or index=
+    start("policy", shown)
     saved_note()
     symbol = currency_symbol(fmt.currency, fmt.locale)
     digits = minor_digits(fmt.currency)
@@ -53,7 +56,6 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         a, b, c = st.columns(3)
         window = a.number_input(
             "Late-cancellation window (hours)",
-            value=shown["window"],
             step=1,
             key="policy_window",
             help="Cancelling fewer real hours than this before the start is late.",
@@ -64,21 +66,18 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
             chosen = column.radio(
                 label,
                 list(BASES),
-                index=list(BASES).index(shown[f"{which}_basis"]),
                 format_func=BASES.get,
                 horizontal=True,
                 key=f"policy_{which}_basis",
             )
             amount = column.number_input(
                 f"{label}: fixed amount ({symbol})",
-                value=shown[f"{which}_fee"],
                 step=5.0,
                 format=f"%.{digits}f",
                 key=f"policy_{which}_fee",
             )
             percent = column.number_input(
                 f"{label}: % of the visit's price",
-                value=shown[f"{which}_percent"],
                 step=5,
                 key=f"policy_{which}_percent",
                 help="A whole percentage from 0 to 100 of the visit's price (its services' "
@@ -91,13 +90,11 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         no_show_basis, no_show_fee, no_show_percent = fee(c, "No-show fee", "no_show")
         points = a.number_input(
             "Points deducted",
-            value=shown["points"],
             step=1,
             key="policy_points",
         )
         reschedules = b.number_input(
             "Most reschedules per appointment",
-            value=shown["reschedules"],
             step=1,
             key="policy_reschedules",
         )
@@ -106,21 +103,17 @@ def policy_form(base, fmt: ClinicFormat, clinic_id: int, service_id: int | None)
         approval = st.checkbox(
             "Late requests need a manager's approval",
             key="policy_approval",
-            value=shown["approval"],
         )
         auto = st.checkbox(
             "Accept requests outside the window automatically",
             key="policy_auto",
-            value=shown["auto"],
         )
         online = st.checkbox(
             "Patients may cancel online",
             key="policy_online",
-            value=shown["online"],
         )
         text = st.text_area(
             "Policy text shown to patients",
-            value=shown["text"],
             key="policy_text",
         )
         saved = st.form_submit_button("Save as a new version", type="primary")

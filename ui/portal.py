@@ -11,7 +11,7 @@ from core.patients import records as patients
 from core.patients.invitations import PortalStatus
 from core.portal import patient_links
 from core.scheduling.codes import qr_png
-from ui.context import forget_if_saved, mark_saved, read, refresh, run_action, settings
+from ui.context import forget_if_saved, mark_saved, read, refresh, run_action, settings, start
 from ui.folds import fold
 from ui.locale import date_picker, display_format
 from ui.text import escape, plain, show_table
@@ -158,7 +158,6 @@ NEW_PATIENT = {  # the add form's fields, empty
     **{"postcode": "", "country": "", "dob": None},
     **dict.fromkeys(("consent_email", "consent_sms", "invite", "different"), False),
 }
-NO_ADDRESS = dict.fromkeys(patients.ADDRESS, "")  # the add form's address boxes start empty
 
 
 def new_patient_form(expanded: bool) -> None:
@@ -184,7 +183,7 @@ def new_patient_form(expanded: bool) -> None:
             b.text_input("Email", key="patients_new_email"),
             a.text_input("Phone", key="patients_new_phone"),
         )
-        address = _address_inputs("patients_new", NO_ADDRESS)
+        address = _address_inputs("patients_new")
         c_email = st.checkbox("Consents to email", key="patients_new_consent_email")
         c_sms = st.checkbox("Consents to text messages", key="patients_new_consent_sms")
         invite = st.checkbox("Send portal invitation", key="patients_new_invite")
@@ -254,33 +253,25 @@ def edit_form(record) -> None:
         st.session_state.pop(f"{k}_base", None)
     # the record as the form was first drawn with it (its fields keep what is typed after)
     base = st.session_state.setdefault(f"{k}_base", {f: v(record) for f, (_, v) in EDITED.items()})
+    # its fields start from it, set in the state: drawn with it as their default too (value=),
+    # a field set after a save (forget_if_saved) was a default set twice
+    start(k, {suffix: base[f] for f, (suffix, _) in EDITED.items()})
     with box, st.form(k):
         a, b = st.columns(2)
         typed = dict(
-            first_name=a.text_input("First name", base["first_name"], key=f"{k}_first"),
-            last_name=b.text_input("Last name", base["last_name"], key=f"{k}_last"),
+            first_name=a.text_input("First name", key=f"{k}_first"),
+            last_name=b.text_input("Last name", key=f"{k}_last"),
             date_of_birth=a.date_input(
-                "Date of birth",
-                base["date_of_birth"],
-                format=_born_format(),
-                key=f"{k}_dob",
-                **_born_bounds(),
+                "Date of birth", format=_born_format(), key=f"{k}_dob", **_born_bounds()
             ),
-            email=b.text_input("Email", base["email"], key=f"{k}_email"),
-            phone=a.text_input("Phone", base["phone"], key=f"{k}_phone"),
-            **_address_inputs(k, base),
-            consent_email=st.checkbox(
-                "Consents to email", base["consent_email"], key=f"{k}_c_email"
-            ),
-            consent_sms=st.checkbox(
-                "Consents to text messages", base["consent_sms"], key=f"{k}_c_sms"
-            ),
-            consent_marketing=st.checkbox(
-                "Consents to marketing", base["consent_marketing"], key=f"{k}_c_mkt"
-            ),
+            email=b.text_input("Email", key=f"{k}_email"),
+            phone=a.text_input("Phone", key=f"{k}_phone"),
+            **_address_inputs(k, base["country"]),
+            consent_email=st.checkbox("Consents to email", key=f"{k}_c_email"),
+            consent_sms=st.checkbox("Consents to text messages", key=f"{k}_c_sms"),
+            consent_marketing=st.checkbox("Consents to marketing", key=f"{k}_c_mkt"),
             reminders_enabled=st.checkbox(
                 "Sends appointment reminders (by the channels consented to)",
-                base["reminders_enabled"],
                 key=f"{k}_reminders",
             ),
         )
@@ -288,23 +279,23 @@ def edit_form(record) -> None:
             _save(record, k, base, typed)
 
 
-def _address_inputs(k: str, base: dict) -> dict:
-    """The postal address's boxes; a country left blank is the practice's once an address is
-    saved."""
+def _address_inputs(k: str, country: str = "") -> dict:
+    """The postal address's boxes, empty or as the session state holds them (ui.context.start);
+    a country left blank is the practice's once an address is saved. `country`: the record's,
+    offered even when no longer listed."""
     a, b = st.columns(2)
     names = patients.country_names(display_format().locale)
     options = ["", *names]
-    if base["country"] and base["country"] not in names:
-        options.append(base["country"])  # an import's code no longer listed: shown as it is
+    if country and country not in names:
+        options.append(country)  # an import's code no longer listed: shown as it is
     return dict(
-        address_line1=a.text_input("Address line 1", base["address_line1"], key=f"{k}_addr1"),
-        address_line2=b.text_input("Address line 2", base["address_line2"], key=f"{k}_addr2"),
-        city=a.text_input("Town or city", base["city"], key=f"{k}_city"),
-        postcode=b.text_input("Postcode", base["postcode"], key=f"{k}_postcode"),
+        address_line1=a.text_input("Address line 1", key=f"{k}_addr1"),
+        address_line2=b.text_input("Address line 2", key=f"{k}_addr2"),
+        city=a.text_input("Town or city", key=f"{k}_city"),
+        postcode=b.text_input("Postcode", key=f"{k}_postcode"),
         country=a.selectbox(
             "Country",
             options,
-            index=options.index(base["country"]),
             format_func=lambda code: plain(names.get(code, code)) if code else "—",
             key=f"{k}_country",
             help="Left as — with an address typed: the practice's own country.",

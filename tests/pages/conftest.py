@@ -3,8 +3,9 @@ database, signed in through a real server-side session of the chosen demo user."
 
 from __future__ import annotations
 
+import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -153,6 +154,37 @@ def told_to_show(widget, value) -> None:
     from the session state empties the box on the server only, and the browser kept showing,
     and sent back with the next rerun, what it held (ui.context.forget)."""
     assert (widget.value, widget.proto.set_value) == (value, True), widget.key
+
+
+@pytest.fixture
+def set_twice(monkeypatch) -> Iterator[list[str]]:
+    """The keys of the widgets drawn with a default of their own (value=, index=) whose value
+    was also set through the session state in that run (ui.context.forget), as Streamlit 1.67
+    reports them: 'The widget with key … was created with a default value but also had its
+    value set via the Session State API', a warning in the server's log only (policies.
+    check_session_state_rules; the page shows nothing). Streamlit logs the first of a process
+    and then no more; here every one, in every run of the test."""
+    from streamlit.elements.lib import policies
+
+    keys: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "had its value set via the Session State API" in record.getMessage():
+                keys.append(str(record.args[0]))  # type: ignore[index]
+
+    checked = policies.check_session_state_rules
+
+    def each_time(*args, **kwargs):
+        policies._shown_default_value_warning = False
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)  # put back after
+    monkeypatch.setattr(policies, "check_session_state_rules", each_time)
+    handler = Collect()
+    logging.getLogger(policies.__name__).addHandler(handler)
+    yield keys
+    logging.getLogger(policies.__name__).removeHandler(handler)
 
 
 def count_rows(at):

@@ -496,7 +496,7 @@ def test_complete_and_no_show_are_offered_once_the_visit_has_started(app_as, app
     assert {"Complete", "No-show"} <= set(offered[started])
 
 
-def test_staff_add_notes_that_stay_as_typed_newest_first(app_as, app_db):
+def test_staff_add_notes_that_stay_as_typed_newest_first(app_as, app_db, set_twice):
     """A note is added under the earlier ones, with who wrote it and when, shown as typed (never
     markup); the box is empty again for the next one (before, there was no way to add one)."""
     visit = _add(app_db, today_in(0) + timedelta(days=3), AppointmentStatus.SCHEDULED)
@@ -508,6 +508,7 @@ def test_staff_add_notes_that_stay_as_typed_newest_first(app_as, app_db):
         at.button(key=f"{box}_add").click().run()
         assert any("Note added." in s.value for s in at.success), [e.value for e in at.error]
         told_to_show(at.text_area(key=f"{box}_text"), "")  # in the browser too
+    assert set_twice == []  # no widget emptied through the state has a default of its own
     assert [t.value for t in at.text] == ["**Allergic** to <b>latex</b>", "Bring x-rays"]
     authors = [c.value for c in at.caption if c.value.endswith(" · Sam Staff")]
     assert len(authors) == 2 and all(re.search(r"\d\d\\?:\d\d · ", a) for a in authors)

@@ -562,7 +562,9 @@ def test_the_reply_chosen_is_shown_whole_as_text(app_as, app_db):
     assert f"Note: {note}" in said, said
 
 
-def test_a_reply_handled_leaves_no_tick_on_the_reply_moved_into_its_place(app_as, app_db):
+def test_a_reply_handled_leaves_no_tick_on_the_reply_moved_into_its_place(
+    app_as, app_db, set_twice
+):
     """Handled, the reply leaves the list and the one below moves up into its place: the
     table is drawn afresh, so no tick stays on that row beside "Select a reply" (the old grid
     kept it, the page ignored it, and a click on the ticked row did nothing)."""
@@ -583,3 +585,4 @@ def test_a_reply_handled_leaves_no_tick_on_the_reply_moved_into_its_place(app_as
     at.session_state["text_replies_table_1"] = {"selection": {"rows": [0], "columns": []}}
     at.run()
     told_to_show(at.text_input(key="text_replies_note"), "")
+    assert set_twice == []  # no widget emptied through the state has a default of its own

@@ -622,7 +622,9 @@ def test_a_day_without_money_says_so_without_an_empty_table(app_as, app_db):
     assert not [d for d in at.dataframe if "Refunds due" in d.value.columns]
 
 
-def test_points_adjusted_here_empty_the_reason_so_a_second_press_adds_nothing(app_as, app_db):
+def test_points_adjusted_here_empty_the_reason_so_a_second_press_adds_nothing(
+    app_as, app_db, set_twice
+):
     """Payments and points → Adjust a patient's points: once adjusted, the reason is emptied
     (and the browser told so), so a second press, as when the toast went unseen, asks for a
     reason instead of adding the points again (before, the form kept all three and a second
@@ -647,6 +649,7 @@ def test_points_adjusted_here_empty_the_reason_so_a_second_press_adds_nothing(ap
     assert not at.error, at.error[0].value
     reason = at.text_input(key="payments_points_reason")
     assert (reason.value, reason.proto.set_value) == ("", True)
+    assert set_twice == []  # no widget emptied through the state has a default of its own
     at.button(key="FormSubmitter:payments_points_form-Adjust points").click().run()
     assert [e.value for e in at.error] == [
         "Say why the points change; the reason is kept in the ledger."

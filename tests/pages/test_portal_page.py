@@ -360,7 +360,7 @@ def test_sign_out_ends_the_portal_session(app_db):
     database.dispose()
 
 
-def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
+def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db, set_twice):
     # paid £25.00 twice, truly: a price under £50.00 would make the second an overpayment
     _, appointment_id = _patient_with_appointment(app_db, price_at_least=5000)
     at = app_as("staff")
@@ -434,6 +434,7 @@ def test_staff_see_and_record_payments_on_the_appointment(app_as, app_db):
         at.text_input(key="payments_back_reason"),
     ):
         assert (box.value, box.proto.set_value) == (box.proto.default, True), box.key
+    assert set_twice == []  # no widget emptied through the state has a default of its own
     # ten thousand pounds typed for the rest: refused, saying what is left; taken when ticked
     at.session_state["payments_desk_open"] = True
     at.number_input(key="payments_desk_amount").set_value(10000.0)

@@ -522,7 +522,7 @@ def test_a_new_service_does_not_inherit_the_last_ones_values(app_as, app_db):
     assert at.multiselect(key="services_needs_new").value == []
 
 
-def test_a_refused_document_keeps_its_title_and_questions(app_as, app_db):
+def test_a_refused_document_keeps_its_title_and_questions(app_as, app_db, set_twice):
     at = app_as("manager", "app_pages/services.py")
     _pick(at, "services_pick", "Consultation")
     at.selectbox(key="services_doc_kind").set_value("questionnaire")
@@ -543,6 +543,7 @@ def test_a_refused_document_keeps_its_title_and_questions(app_as, app_db):
     told_to_show(at.text_area(key="services_doc_questions"), "")
     told_to_show(at.text_area(key="services_doc_body"), "")
     told_to_show(at.selectbox(key="services_doc_kind"), "questionnaire")
+    assert set_twice == []  # no widget emptied through the state has a default of its own
 
 
 def test_deactivating_a_provider_with_bookings_warns_and_waits_for_a_confirmation(app_as, app_db):

@@ -10,6 +10,7 @@ import streamlit as st
 from sqlalchemy import select
 
 from core.kernel.accounts import actor_of
+from core.kernel.clock import local_today
 from core.kernel.config import load_settings
 from core.requests import decisions
 from core.scheduling import schedules
@@ -176,7 +177,7 @@ def test_a_twelve_hour_clinic_sees_twelve_hour_times(app_as, app_db):
     assert '"h:mm A"' in at.data_editor[0].proto.columns
 
 
-def test_time_off_is_added_and_removed(app_as, app_db):
+def test_time_off_is_added_and_removed(app_as, app_db, set_twice):
     at = app_as("manager", PAGE)
     day = date.today() + timedelta(days=30)
     at.date_input(key="schedules_off_from_day").set_value(day)
@@ -188,6 +189,15 @@ def test_time_off_is_added_and_removed(app_as, app_db):
     told_to_show(at.text_input(key="schedules_off_reason"), "")  # added: the form is empty
     told_to_show(at.time_input(key="schedules_off_from_time"), None)
     told_to_show(at.time_input(key="schedules_off_to_time"), None)
+    database = _db(app_db)
+    with database.read() as session:
+        today = local_today(session.get(Clinic, 1).timezone)  # the clinic's, not the server's
+    database.dispose()
+    told_to_show(at.date_input(key="schedules_off_from_day"), today)
+    told_to_show(at.date_input(key="schedules_off_to_day"), today)
+    # today is set in the state only: before, it was also the day boxes' value=, which
+    # Streamlit logged as a default set twice
+    assert set_twice == []
     database = _db(app_db)
     with database.read() as session:  # empty times: whole days, to the midnight after the last
         [off] = session.scalars(select(TimeOff)).all()
