@@ -8,7 +8,7 @@ from core.kernel.authz import Permission
 from core.payments import points
 from ui import refresh, run_action
 from ui.caches import cached
-from ui.context import read
+from ui.context import forget_if_saved, mark_saved, read
 from ui.locale import display_format
 from ui.text import escape, show_table
 
@@ -42,6 +42,9 @@ def points_panel(me, record) -> None:
         key="patients_points",
     )
     if me.can(Permission.POINTS_ADJUST) and not record.merged_into:
+        # points changed, the reason leaves its box: a second press (the toast went unseen)
+        # asks for a reason instead of changing the points again
+        forget_if_saved("patients_points", {"reason": ""})
         with st.form("patients_points_form"):
             st.markdown(f"**Add or remove points** for {escape(record.name)}")  # a name: never bold
             change = st.number_input(
@@ -54,4 +57,5 @@ def points_panel(me, record) -> None:
                 done = run_action(points.adjust_points, record.id, int(change), why)
                 if done:
                     st.toast(escape(points.adjusted_text(done.value, int(change))))
+                    mark_saved("patients_points")
                     refresh()

@@ -440,7 +440,9 @@ def test_the_records_points_balance_is_in_the_practices_number_format(app_as, ap
     assert any("Points: 1.250" in t.value for t in at.text)
 
 
-def test_a_manager_changes_points_on_the_record_and_is_told_whose_and_the_balance(app_as, app_db):
+def test_a_manager_changes_points_on_the_record_and_is_told_whose_and_the_balance(
+    app_as, app_db, set_twice
+):
     """Points were changed only by typing a patient's number on Payments or Cancellations, and
     the desk read 'Adjusted.': a mistyped number changed another patient's balance unseen. The
     record now has the form (for those who may adjust), and the toast names whose points and
@@ -465,6 +467,16 @@ def test_a_manager_changes_points_on_the_record_and_is_told_whose_and_the_balanc
     ]
     table = next(d.value for d in at.dataframe if "Reason" in d.value.columns)
     assert list(zip(table["Points"], table["Balance"], strict=True)) == [(-30, 70), (100, 100)]
+    # the reason leaves its box, in the browser too: a second press (the toast went unseen)
+    # asks for one instead of removing the points again (before: the reason stayed, and the
+    # press took 30 more)
+    told_to_show(at.text_input(key="patients_points_reason"), "")
+    assert set_twice == []
+    at.button(key="FormSubmitter:patients_points_form-Change points").click().run()
+    assert [e.value for e in at.error] == [
+        "Say why the points change; the reason is kept in the ledger."
+    ]
+    assert _stored(app_db, patient.id).points_balance == 70
 
 
 # ---------------------------------------------------------------- merging a duplicate record
