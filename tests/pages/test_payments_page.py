@@ -13,6 +13,7 @@ from core.kernel.config import load_settings
 from core.payments import rules
 from core.startup import open_database
 from db.models import Service
+from tests.pages.conftest import told_to_show
 
 PAGE = "app_pages/payments.py"
 
@@ -226,31 +227,42 @@ def test_the_cash_up_shows_each_clinics_money_today_per_method(app_as, app_db):
     assert any(x.method == "Cash" and x.in_cents >= 4500 for x in lines)
 
 
+def _cash_owed_back(database, fees: int = 1) -> tuple[list[int], str, int]:
+    """`fees` no-show fees of £30 of a patient with no appointment, paid in cash and waived:
+    each a refund owed back in cash. Their ids, and the first clinic's zone and id."""
+    from core.payments import desk
+    from core.payments.providers import DeskProvider
+    from db.models import Clinic, LedgerEntry, LedgerKind, Patient
+
+    with database.write() as session:
+        patient = Patient(first_name="Noor", last_name="Visitless", email="noor@example.org")
+        session.add(patient)
+        session.flush()
+        refunds = []
+        for _ in range(fees):
+            fee = LedgerEntry(patient_id=patient.id, kind=LedgerKind.NO_SHOW_FEE, amount_cents=3000)
+            session.add(fee)
+            session.flush()
+            desk.pay_fee(session, SYSTEM, fee.id, method="cash", provider=DeskProvider())
+            (refund,) = desk.waive_fee(session, SYSTEM, fee.id, "Charged by mistake").refunds
+            refunds.append(refund.id)
+        first = session.scalars(select(Clinic).order_by(Clinic.id).limit(1)).one()
+        return refunds, first.timezone, first.id
+
+
 def test_a_refund_owed_back_on_no_visit_is_handed_back_from_the_cash_up(app_as, app_db):
     """A waived fee of a patient with no appointment leaves £30 cash owed back. Before, the
     cash-up listed it as owed for ever (only a visit's Payments panel could mark a refund
     handed back). Staff now select it in the cash-up's list, add a note and press Handed back:
     it leaves the list and is the day's money out."""
     from core.kernel.clock import local_today
-    from core.payments import cashup, desk
-    from core.payments.providers import DeskProvider
-    from db.models import Clinic, LedgerEntry, LedgerKind, Patient, Payment
+    from core.payments import cashup
+    from db.models import Payment
 
     database = open_database(
         load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
     )
-    with database.write() as session:
-        patient = Patient(first_name="Noor", last_name="Visitless", email="noor@example.org")
-        session.add(patient)
-        session.flush()
-        fee = LedgerEntry(patient_id=patient.id, kind=LedgerKind.NO_SHOW_FEE, amount_cents=3000)
-        session.add(fee)
-        session.flush()
-        desk.pay_fee(session, SYSTEM, fee.id, method="cash", provider=DeskProvider())
-        (refund,) = desk.waive_fee(session, SYSTEM, fee.id, "Charged by mistake").refunds
-        refund_id = refund.id
-        first = session.scalars(select(Clinic).order_by(Clinic.id).limit(1)).one()
-        zone, where = first.timezone, first.id
+    (refund_id,), zone, where = _cash_owed_back(database)
 
     def cash_out():  # what the core's cash-up says went out of the first clinic's till today
         with database.read() as session:
@@ -287,8 +299,44 @@ def test_a_refund_owed_back_on_no_visit_is_handed_back_from_the_cash_up(app_as, 
     assert all(f"P-{refund_id}" not in refs for refs in shown)  # owed no more
 
 
+def test_the_cash_ups_note_is_empty_for_the_next_refund_handed_back(app_as, app_db, set_twice):
+    """A note is for the refund it was typed for: handed back, the next refund chosen shows an
+    empty note, in the browser too (told_to_show), not the last one's, to be saved with it."""
+    from core.kernel.clock import local_today
+    from db.models import Payment
+
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    (one, other), zone, _ = _cash_owed_back(database, fees=2)
+    at = app_as("staff", "app_pages/cash_up.py")
+    at.date_input(key="payments_cashup_day").set_value(local_today(zone)).run()
+
+    def choose(refund_id):
+        refs = list(at.dataframe(key="payments_owed_table").value["Refund"])
+        rows = [refs.index(f"P-{refund_id}")]
+        at.session_state["payments_owed_table"] = {"selection": {"rows": rows, "columns": []}}
+        at.run()
+
+    choose(one)
+    at.text_input(key="payments_owed_note").set_value("Cash from the till, counted twice")
+    at.button(key="payments_owed_done").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    choose(other)
+    assert at.button(key="payments_owed_done").label == f"Handed back: P-{other}"
+    told_to_show(at.text_input(key="payments_owed_note"), "")
+    assert set_twice == []
+    at.button(key="payments_owed_done").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with database.read() as session:
+        notes = [session.get(Payment, i).note for i in (one, other)]
+    database.dispose()
+    assert notes[0] == "Cash from the till, counted twice"
+    assert "counted twice" not in notes[1]  # the other's note is not saved with it
+
+
 def test_a_card_refund_the_provider_refused_is_shown_and_handed_back_on_the_visit(
-    app_as, app_db, monkeypatch
+    app_as, app_db, monkeypatch, set_twice
 ):
     """Three refunds to the card on one visit: one sent, one waiting for the refund job, one
     the provider refused. Before, the Payments panel said nothing of their state and offered
@@ -345,6 +393,10 @@ def test_a_card_refund_the_provider_refused_is_shown_and_handed_back_on_the_visi
     database.dispose()
     said = [c.value for c in at.caption if f"Card refund P-{refused} " in c.value]
     assert said and "handed back at the desk on " in said[0]
+    # handed back, its note's box goes with it, and what was typed in it is not kept
+    assert not [t for t in at.text_input if t.key.startswith("payments_card_refund_")]
+    assert f"payments_card_refund_{refused}_note" not in at.session_state
+    assert set_twice == []
 
 
 # a card refund's last error as the refund job leaves it with unanswered_at, and how the
