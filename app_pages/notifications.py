@@ -8,7 +8,7 @@ from core.kernel.errors import Conflict, DomainError
 from core.messaging import delivery, notify, sms_parts
 from ui import actor, refresh, run_action, settings, show_error
 from ui.caches import cached
-from ui.context import read, run_in_steps
+from ui.context import forget, read, run_in_steps, start
 from ui.locale import display_format
 from ui.paging import pager
 from ui.picks import gone_choice
@@ -127,9 +127,13 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
         current, sent = read(notify.template_to_edit, key)  # one session, one read of the row
         edited = current != notify.TEMPLATES[key]
         editors = [f"notifications_{w}_{key}" for w in ("subject", "body", "was")]
+        stored = {f"subject_{key}": current.subject, f"body_{key}": current.body}
         if st.session_state.pop("notifications_fresh", None) == key:  # reset, or saved by another
-            for name in editors:
-                st.session_state.pop(name, None)
+            # set, not popped: the browser is told to show it (it kept the text it held, and
+            # sent it back with the next save)
+            forget("notifications", stored)
+            st.session_state.pop(editors[2], None)
+        start("notifications", stored)  # in the state only, not also the boxes' value=
         # the text this editor opened with: a save or reset refuses it once someone else saved
         was = st.session_state.setdefault(editors[2], (current.subject, current.body))
 
@@ -165,8 +169,8 @@ if me.can(Permission.NOTIFICATIONS_MANAGE):
                 )
             )
         with st.form("notifications_template_form"):
-            subject = st.text_input("Subject", current.subject, key=editors[0])
-            body = st.text_area("Text", current.body, height=220, key=editors[1])
+            subject = st.text_input("Subject", key=editors[0])
+            body = st.text_area("Text", height=220, key=editors[1])
             saved = st.form_submit_button("Save template")
         if saved and run_action(
             notify.save_template,

@@ -14,7 +14,7 @@ from core.kernel.config import load_settings
 from core.startup import open_database
 from db.models import Provider, Role, User, UserSession
 from db.types import utcnow
-from tests.pages.conftest import ROOT
+from tests.pages.conftest import ROOT, told_to_show
 from ui.navigation import PAGES
 
 ROLE_USERS = {Role.OWNER: "owner", Role.MANAGER: "manager", Role.STAFF: "staff"}
@@ -305,7 +305,7 @@ def test_a_template_saved_before_the_check_is_shown_as_saved_and_said_to_be_unse
 
 
 def test_an_edit_made_before_where_was_added_is_told_and_can_go_back_to_the_built_in(
-    app_as, app_db
+    app_as, app_db, set_twice
 ):
     """A confirmation edited before {where} joined the built-in text: before, nothing said
     that its patients are not told where to come, nor what a placeholder means, and the only
@@ -330,10 +330,50 @@ def test_an_edit_made_before_where_was_added_is_told_and_can_go_back_to_the_buil
     )
     at.button(key="notifications_reset").click().run()
     assert not at.exception and not at.info and not at.error
-    assert at.text_area(key=f"notifications_body_{key}").value == notify.TEMPLATES[key].body
+    # the boxes hold the built-in text, and the browser is told to show it: their keys popped
+    # from the session, it kept showing the edited text, and a Save sent it back
+    told_to_show(at.text_area(key=f"notifications_body_{key}"), notify.TEMPLATES[key].body)
+    told_to_show(at.text_input(key=f"notifications_subject_{key}"), notify.TEMPLATES[key].subject)
+    assert set_twice == []
     with database.write() as session:
         assert session.get(NotificationTemplate, key) is None
     database.dispose()
+
+
+def test_a_template_saved_meanwhile_by_another_manager_is_shown_in_the_boxes(
+    app_as, app_db, set_twice
+):
+    """Saved by another manager while this editor was open: this save is refused, what was
+    typed is shown to copy, and the boxes show the other's text, in the browser too (their keys
+    popped from the session, the browser kept showing what was typed, and the next Save sent it
+    over the other's)."""
+    from core.messaging import notify
+    from db.models import User
+
+    key = "appointment_reminder"
+    built_in = notify.TEMPLATES[key]
+    at = app_as("manager", "app_pages/notifications.py")
+    at.selectbox(key="notifications_template").select(key).run()
+    theirs = built_in.body.replace("Dear", "Hello", 1)
+    assert theirs != built_in.body
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    with database.write() as session:
+        owner = session.query(User).filter_by(username="owner").one()
+        notify.save_template(
+            session, accounts.actor_of(owner), key, built_in.subject, theirs, was=None
+        )
+    database.dispose()
+    mine = built_in.body.replace("Dear", "Hi", 1)
+    at.text_area(key=f"notifications_body_{key}").input(mine)
+    at.button(key="FormSubmitter:notifications_template_form-Save template").click().run()
+    assert at.error, "the save was taken over the other's"
+    assert any(mine in c.value for c in at.code)  # what was typed, to copy
+    at.run()  # the next run draws the boxes afresh with the other's text
+    told_to_show(at.text_area(key=f"notifications_body_{key}"), theirs)
+    told_to_show(at.text_input(key=f"notifications_subject_{key}"), built_in.subject)
+    assert set_twice == []
 
 
 def test_the_preview_shows_the_text_message_a_patient_would_get(app_as):
