@@ -15,6 +15,7 @@ from core.patients.records import birth_bounds, update_patient
 from core.payments import points
 from core.startup import open_database
 from db.models import (
+    Appointment,
     Clinic,
     InvitationStatus,
     LedgerEntry,
@@ -161,25 +162,27 @@ def test_desk_qr_code_of_the_enrolment_link(app_as, app_db):
     assert latest.status == InvitationStatus.PENDING and mails == []  # printed, not emailed
 
 
-def test_online_appointments_show_online_and_the_time_instead_of_a_name(app_as, app_db):
+def _latest_visit_of(app_db, *where) -> Patient:
+    """The patient (with an email, which _open searches by) of the latest visit matching
+    `where` (over appointments joined with their clinic)."""
     database = _db(app_db)
     with database.read() as s:
-        from db.models import Appointment
-
-        pid = s.scalar(  # the latest online booking: the record lists the newest 20 visits
+        pid = s.scalar(
             select(Appointment.patient_id)
+            .join(Clinic, Clinic.id == Appointment.clinic_id)
             .join(Patient, Patient.id == Appointment.patient_id)
-            .where(
-                Appointment.source == Source.ONLINE,
-                Appointment.start_at.is_not(None),
-                Patient.email.is_not(None),  # _open searches by it
-            )
+            .where(*where, Appointment.start_at.is_not(None), Patient.email.is_not(None))
             .order_by(Appointment.start_at.desc(), Appointment.id.desc())
             .limit(1)
         )
         patient = s.get(Patient, pid)
     database.dispose()
-    at = _open(app_as, patient)
+    return patient
+
+
+def test_online_appointments_show_online_and_the_time_instead_of_a_name(app_as, app_db):
+    # the latest online booking: the record lists the newest 20 visits
+    at = _open(app_as, _latest_visit_of(app_db, Appointment.source == Source.ONLINE))
     booked_by = list(at.dataframe[0].value["Booked by"])
     assert any(b.startswith("Online appointment · ") for b in booked_by)
     assert any(t.value.startswith("Next visit: ") for t in at.text)  # answered at the top
@@ -189,27 +192,13 @@ def test_a_visit_at_the_clinic_of_another_zone_names_its_zone_in_the_records_lis
     """The demo's two clinics keep two clocks: a visit at the second (another zone than the
     practice's first clinic) names its zone in the Appointments table; one at the first does
     not."""
-    from db.models import Appointment
-
     database = _db(app_db)
     with database.read() as s:
         first, second = s.execute(select(Clinic.name, Clinic.timezone).order_by(Clinic.id)).all()
-        assert first.timezone != second.timezone
-        pid = s.scalar(  # a patient with a visit at the second clinic among their latest
-            select(Appointment.patient_id)
-            .join(Clinic, Clinic.id == Appointment.clinic_id)
-            .join(Patient, Patient.id == Appointment.patient_id)
-            .where(
-                Clinic.name == second.name,
-                Appointment.start_at.is_not(None),
-                Patient.email.is_not(None),  # _open searches by it
-            )
-            .order_by(Appointment.start_at.desc(), Appointment.id.desc())
-            .limit(1)
-        )
-        patient = s.get(Patient, pid)
     database.dispose()
-    at = _open(app_as, patient)
+    assert first.timezone != second.timezone
+    # a patient with a visit at the second clinic among their latest
+    at = _open(app_as, _latest_visit_of(app_db, Clinic.name == second.name))
     visits = next(d.value for d in at.dataframe if "Clinic" in d.value.columns)
     rows = list(zip(visits["Clinic"], visits["When"], strict=True))
     zoned = re.compile(r" \(([A-Z]{3,5}|[+-]\d+)\)$")  # '(EST)', '(GMT)', '(-03)'

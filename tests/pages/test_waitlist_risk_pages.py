@@ -843,33 +843,8 @@ def test_booking_from_the_offer_link_says_when_in_the_clinics_time_not_an_id(app
     """The patient books the offered time from the link: the page said 'appointment #57 is
     booked', a number that means nothing to them; it now says the time, as the clinic's clock
     and locale write it, as the portal does."""
-    database = _db(app_db)
-    with database.write() as s:
-        set_rules(s, SYSTEM, Rules(min_notice_minutes=0, quiet_start=time(0), quiet_end=time(0)))
-        s.execute(WaitlistEntry.__table__.update().values(status=WaitlistStatus.WITHDRAWN))
-        clinic = s.scalars(select(Clinic).order_by(Clinic.id)).first()
-        today = to_local(utcnow(), clinic.timezone).date()
-        slot = suggest_slots(
-            s, clinic_id=clinic.id, duration_minutes=30, day=today + timedelta(days=2), limit=1
-        )[0]
-        day = to_local(slot.start_at, clinic.timezone).date()
-        service = s.scalars(select(Service).where(Service.duration_minutes <= 30)).first()
-        patient_id = s.scalar(select(Patient.id).order_by(Patient.id).limit(1))
-        wish = entries.Wish(patient_id, clinic.id, service.id, day, day, weekdays=tuple(range(7)))
-        entries.add_entry(s, SYSTEM, wish)
-        offers.offer_slot(
-            s,
-            SYSTEM,
-            clinic_id=clinic.id,
-            provider_id=slot.provider_id,
-            start_at=slot.start_at,
-            end_at=slot.start_at + timedelta(minutes=30),
-            base_url="http://clinic.example",
-        )
-        body = s.scalar(select(Notification.body).where(Notification.template == "waitlist_offer"))
-        link = re.search(r"t=([\w-]+)", body).group(1)
-        when = clinic_time(clinic, slot.start_at, zone=True)
-    database.dispose()
+    link, said = _offer_out(app_db)
+    when = said["when"]
     at = patient_page("waitlist_offer", link)
     at.button(key="patient_waitlist_accept").click().run()
     assert not at.exception
@@ -911,6 +886,7 @@ def _offer_out(app_db) -> tuple[str, dict]:
             "clinic_id": clinic.id,
             "slot": slot,
             "phone": clinic.phone,
+            "when": clinic_time(clinic, slot.start_at, zone=True),
         }
     database.dispose()
     return link, said

@@ -2621,6 +2621,15 @@ def test_a_request_put_on_the_waitlist_for_a_patient_no_offer_can_reach_says_so(
     assert unreached.entry.status == WaitlistStatus.WAITING
 
 
+def closed_with(db, link: str, words: str) -> None:
+    """The offer's link reads as closed with `words`, and accepting it is refused with them."""
+    with db.read() as session:
+        assert offers.offer_view(session, link).closed == words
+    with pytest.raises(Conflict) as refused:
+        accept(db, link)
+    assert str(refused.value) == words
+
+
 def test_an_offers_link_says_what_became_of_it_once_its_entry_or_service_is_withdrawn(db, world):
     """Sam's entry is withdrawn by the practice while his offer is out: his link read 'you have
     booked another time from our waitlist or left it, or the time is no longer free', three
@@ -2641,11 +2650,7 @@ def test_an_offers_link_says_what_became_of_it_once_its_entry_or_service_is_with
         "withdrawn, so nothing was booked. If you did not ask for this, please call Test Clinic "
         "on 020 0000 0000."
     )
-    with db.read() as session:
-        assert offers.offer_view(session, links["sam@example.org"]).closed == withdrawn
-    with pytest.raises(Conflict) as refused:
-        accept(db, links["sam@example.org"])
-    assert str(refused.value) == withdrawn
+    closed_with(db, links["sam@example.org"], withdrawn)
     with db.write() as session:
         session.get(Service, world.service_id).active = False
     gone = (
@@ -2653,10 +2658,6 @@ def test_an_offers_link_says_what_became_of_it_once_its_entry_or_service_is_with
         "when we wrote. Please call Test Clinic on 020 0000 0000 to choose another treatment or "
         "time."
     )
-    with db.read() as session:
-        assert offers.offer_view(session, links["ann@example.org"]).closed == gone
-    with pytest.raises(Conflict) as refused:
-        accept(db, links["ann@example.org"])
-    assert str(refused.value) == gone
+    closed_with(db, links["ann@example.org"], gone)
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(Appointment)) == 1  # the cancelled
