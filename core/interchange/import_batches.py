@@ -17,6 +17,7 @@ from core.interchange.csv_files import ImportReport
 from core.kernel.authz import Actor
 from core.kernel.text import search_text
 from core.patients import landlines
+from core.patients.records import has_letter
 from core.payments import points
 from db.models import (
     Appointment,
@@ -208,6 +209,19 @@ def new_clinic(session: Session, name: str, tz: str, report: ImportReport) -> Cl
     )
     report.notes[:] = [n for n in report.notes if not n.startswith("Created ")] + [note]
     return clinic
+
+
+def name_part(text: str, field: str, *, empty: str, whose: str = "the") -> str:
+    """One part of an imported patient's name (`field`: 'first name', 'last name') as it
+    came, or a ValueError when it has no letter in it, saying what to write: the rule of every
+    patient name field (core.patients.records.has_letter). `empty`: how the file leaves a
+    part out ('leave the cell empty'); `whose`: whose name it is ("Patient/p1's")."""
+    if text and not has_letter(text):
+        raise ValueError(
+            f"{whose} {field} {text!r} has no letter in it: write the patient's name as it is "
+            f"written (in any alphabet), or {empty}"
+        )
+    return text
 
 
 OPEN = (AppointmentStatus.SCHEDULED, AppointmentStatus.CHECKED_IN)  # no outcome yet

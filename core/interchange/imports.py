@@ -671,8 +671,8 @@ class _RowReader:
                 birth = None
         return {
             "external_ref": f"{mapping.source}:{patient_ref}",
-            "first_name": _name(get("first_name")) or "Imported patient",
-            "last_name": _name(get("last_name")) or patient_ref[:80],
+            "first_name": _name(get("first_name"), "first name") or "Imported patient",
+            "last_name": _name(get("last_name"), "last name") or patient_ref[:80],
             "date_of_birth": birth,
             "email": _contact(get("email"), "email", warnings, regions),
             "phone": _contact(get("phone"), "phone", warnings, regions),
@@ -681,9 +681,12 @@ class _RowReader:
         }
 
 
-def _name(text: str) -> str:
-    """A name as one line: a line break inside the cell (Excel's Alt+Enter) is a space."""
-    return " ".join(text.split())[:80]
+def _name(text: str, field: str) -> str:
+    """A name as one line: a line break inside the cell (Excel's Alt+Enter) is a space; one
+    without a letter in it skips the row, saying so (import_batches.name_part)."""
+    return import_batches.name_part(
+        " ".join(text.split())[:80], field, empty="leave the cell empty"
+    )
 
 
 def _contact(text: str, kind: str, warnings: list[str], regions: tuple[str, ...]) -> str | None:

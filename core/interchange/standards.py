@@ -369,26 +369,33 @@ def import_fhir(
             if p.actor and p.actor.reference
         }
         values["clinic_id"] = clinic.id
-        values["patient_id"] = (
-            _fhir_patient(
-                session,
-                patient_ref,
-                people.get(patient_ref),
-                displays[patient_ref],
-                report,
-                number,
-            )
-            if patient_ref
-            else None
-        )
-        values["provider_id"] = (
-            _fhir_provider(session, provider_ref, people.get(provider_ref), displays[provider_ref])
-            if provider_ref
-            else None
-        )
-        appointment_id = session.execute(
-            insert(Appointment).returning(Appointment.id), [values]
-        ).scalar_one()
+        try:  # the appointment with its new patient and provider, or none of them
+            with session.begin_nested():
+                values["patient_id"] = (
+                    _fhir_patient(
+                        session,
+                        patient_ref,
+                        people.get(patient_ref),
+                        displays[patient_ref],
+                        report,
+                        number,
+                    )
+                    if patient_ref
+                    else None
+                )
+                values["provider_id"] = (
+                    _fhir_provider(
+                        session, provider_ref, people.get(provider_ref), displays[provider_ref]
+                    )
+                    if provider_ref
+                    else None
+                )
+                appointment_id = session.execute(
+                    insert(Appointment).returning(Appointment.id), [values]
+                ).scalar_one()
+        except (PydanticError, ValueError, ValidationError) as exc:
+            report.problem(number, f"Appointment/{data.get('id')}: {_first_line(exc)}")
+            continue
         written += [(appointment_id, text) for text in _note_texts(parsed)]
         report.created += 1
         open_past += import_batches.without_outcome(values, now)
@@ -518,12 +525,17 @@ def _fhir_patient(
         return found
     first, last, birth, gender, email, phone = "", display or ref, None, None, None, None
     address: dict[str, str | None] = {}
-    if resource is not None:
-        parsed = FhirPatient.model_validate(resource)
+    parsed = FhirPatient.model_validate(resource) if resource is not None else None
+    if parsed is not None:
         name = (parsed.name or [None])[0]
         if name is not None:
             first = " ".join(name.given or [])
             last = name.family or last
+    elif display:
+        first, _, last = display.rpartition(" ")
+    for part, field in ((first, "first name"), (last, "last name")):  # before any warning
+        import_batches.name_part(part[:80], field, empty="leave it out", whose=f"{ref}'s")
+    if parsed is not None:
         birth, gender = parsed.birthDate, parsed.gender
         if problem := birth_problem(birth):
             report.warn(number, f"{ref}: date of birth {birth} is {problem}; imported without it")
@@ -534,8 +546,6 @@ def _fhir_patient(
             if t.system == "phone" and not phone and t.use != "old":
                 phone = t.value
         address = _fhir_address(parsed, ref, report, number)
-    elif display:
-        first, _, last = display.rpartition(" ")
     patient = Patient(
         external_ref=external,
         first_name=first[:80],

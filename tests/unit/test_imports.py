@@ -1067,3 +1067,55 @@ def test_visits_of_a_file_naming_no_provider_go_to_the_one_chosen_or_to_none(db,
         "(not recorded)": 2,
         "Dr Test": 1,
     }
+
+
+def test_a_patient_name_without_a_letter_skips_its_row_saying_what_to_fix(db, world, tmp_path):
+    """The rule of every patient name field (core.patients.records.has_letter): a name given
+    needs a letter in some alphabet. '🙂🙂', '---' or '123' is no one's name; the row is
+    skipped, nothing of it saved, and the report says which row and what to write instead.
+    Names in other alphabets come in, and an empty cell is still no name given."""
+    path = tmp_path / "names.csv"
+    path.write_text(
+        "ref,patient,first,last,date,state\n"
+        "N1,P1,🙂🙂,Silva,2025-03-30,attended\n"
+        "N2,P2,Ana,---,2025-03-30,attended\n"
+        "N3,P3,123,,2025-03-30,attended\n"
+        "N4,P4,Zoë,李,2025-03-30,attended\n"
+        "N5,P5,,Nguyễn,2025-03-30,attended\n",
+        encoding="utf-8",
+    )
+    mapping = imports.AppointmentMapping(
+        columns={
+            "appointment_ref": "ref",
+            "patient_ref": "patient",
+            "first_name": "first",
+            "last_name": "last",
+            "day": "date",
+            "status": "state",
+        },
+        source="names",
+        provider=imports.WITHOUT_PROVIDER,
+    )
+    report = imports.import_appointments(
+        db.write, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
+    )
+    assert (report.created, report.patients_created, report.problem_count) == (2, 2, 3)
+    fix = "write the patient's name as it is written (in any alphabet), or leave the cell empty"
+    assert {p.row: p.reason for p in report.problems} == {
+        2: f"the first name '🙂🙂' has no letter in it: {fix}",
+        3: f"the last name '---' has no letter in it: {fix}",
+        4: f"the first name '123' has no letter in it: {fix}",
+    }
+    with db.read() as session:
+        names = {p.external_ref: p.full_name for p in session.scalars(select(Patient))}
+        visits = set(session.scalars(select(Appointment.external_ref)))
+    assert {r: n for r, n in names.items() if r and r.startswith("names:")} == {
+        "names:P4": "Zoë 李",
+        "names:P5": "Imported patient Nguyễn",
+    }
+    assert visits >= {"names:N4", "names:N5"} and not visits & {"names:N1", "names:N2", "names:N3"}
+    with db.read() as session:
+        preview = imports.preview_appointments(
+            session, world.owner, path, mapping, clinic_name="Test Clinic", timezone="Europe/London"
+        )
+    assert preview[0].note == f"skipped: the first name '🙂🙂' has no letter in it: {fix}"

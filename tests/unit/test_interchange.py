@@ -630,3 +630,46 @@ def test_control_characters_in_imported_fhir_text_are_dropped_or_said(db, world)
     assert [n.text for n in shown[x1.id]] == ["Owes 04 \u00a3\nsee desk", "Peel face"]
     assert x1.notes == "Owes 04 \u00a3\nsee desk"
     assert x2.cancel_reason == "Ill, sorry"
+
+
+@pytest.mark.parametrize(
+    ("name", "display", "said"),
+    [
+        ({"given": ["🙂🙂"], "family": "Silva"}, None, "first name '🙂🙂'"),
+        ({"given": ["Ana"], "family": "---"}, None, "last name '---'"),
+        (None, "Ana 123", "last name '123'"),
+    ],
+)
+def test_a_fhir_patient_named_without_a_letter_is_refused_with_its_appointment(
+    db, world, name, display, said
+):
+    """A name given needs a letter in some alphabet (core.patients.records.has_letter), as on
+    every form: the appointment is reported with what to fix, and nothing of it is saved (no
+    patient, no provider, no visit); the document's other appointments come in."""
+    patient = {"resourceType": "Patient", "id": "nl", **({"name": [name]} if name else {})}
+    doctor = {"resourceType": "Practitioner", "id": "dr", "name": [{"family": "Who"}]}
+    bad = json.loads(_appointment("nl1"))
+    bad["participant"] = [
+        {"status": "accepted", "actor": {"reference": "Patient/nl", "display": display}},
+        {"status": "accepted", "actor": {"reference": "Practitioner/dr"}},
+    ]
+    good = json.loads(_appointment("ok1"))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in (patient, doctor, bad, good)]
+        if name
+        else [{"resource": r} for r in (doctor, bad, good)],
+    }
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, [json.dumps(bundle)])
+    assert (report.created, report.patients_created, report.problem_count) == (1, 1, 1)
+    assert [p.reason for p in report.problems] == [
+        f"Appointment/nl1: Patient/nl's {said} has no letter in it: write the patient's name "
+        "as it is written (in any alphabet), or leave it out"
+    ]
+    with db.read() as session:
+        refs = set(session.scalars(select(Appointment.external_ref)))
+        assert "fhir:nl1" not in refs and "fhir:ok1" in refs
+        assert not session.scalar(select(Patient).where(Patient.external_ref == "fhir:Patient/nl"))
+        assert not session.scalar(select(Provider).where(Provider.external_ref.like("%Practit%")))
