@@ -11,11 +11,6 @@ from ui.caches import cached
 from ui.context import actor, read, refresh, run_action, settings
 from ui.text import escape
 
-LABELS = {
-    "none": "Feedback: none",
-    "pending": "Feedback pending",
-    "collected": "Feedback collected",
-}
 ICONS = {
     "none": ":material/chat_bubble_outline:",
     "pending": ":material/schedule_send:",
@@ -34,7 +29,7 @@ def feedback_panel(appointment_id: int) -> None:
     info = _feedback(me, appointment_id)
     if not info.completed and info.status == "none":
         return  # feedback belongs to completed visits only
-    st.markdown(f"{ICONS[info.status]} **{LABELS[info.status]}**")
+    st.markdown(f"{ICONS[info.status]} **{info.said}**")
     if flash := st.session_state.pop("feedback_flash", None):
         st.success(escape(flash), icon=":material/check_circle:")
     if info.nps is not None:
@@ -51,11 +46,7 @@ def feedback_panel(appointment_id: int) -> None:
     ):
         done = run_action(surveys.request_feedback, appointment_id, base_url=settings().base_url)
         if done:
-            sent = done.value
-            st.session_state["feedback_flash"] = (
-                f"Survey link sent by {', '.join(sent.channels)}."
-                + (f" Not sent by: {'; '.join(sent.skipped)}." if sent.skipped else "")
-            )
+            st.session_state["feedback_flash"] = done.value.said
             refresh()
 
 

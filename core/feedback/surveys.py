@@ -39,10 +39,12 @@ from core.payments import points
 from core.policy import balance as ledger_balance
 from core.practice.treatment import treatment_of
 from core.scheduling.lifecycle import base_url
+from core.scheduling.states import status_is
 from db.engine import Database
 from db.models import (
     Appointment,
     AppointmentStatus,
+    Channel,
     Clinic,
     FeedbackRequest,
     FeedbackStatus,
@@ -198,9 +200,18 @@ def _key_for(label: str, used: set[str]) -> str:
 @dataclass(frozen=True)
 class FeedbackSent:
     request_id: int
-    channels: list[str]
+    channels: list[str]  # the stored values ('email', 'sms'); said names them in words
     skipped: list[str]  # channels not used and why (no consent, no address), for the screen
     link: str = field(repr=False)
+
+    @property
+    def said(self) -> str:
+        """What the desk reads: 'Survey link sent by email and text message.', and the channels
+        not used and why."""
+        by = " and ".join(notify.CHANNEL_WORDS[Channel(c)] for c in self.channels)
+        return f"Survey link sent by {by}." + (
+            f" Not sent by: {'; '.join(self.skipped)}." if self.skipped else ""
+        )
 
 
 def _visit_context(appointment: Appointment) -> dict[str, object]:
@@ -243,7 +254,7 @@ def request_feedback(
     if appointment.status != AppointmentStatus.COMPLETED:
         raise InvalidTransition(
             "Feedback can be asked for only after the visit is completed; this appointment is "
-            f"{appointment.status.value.replace('_', ' ')}."
+            f"{status_is(appointment.status)}."
         )
     patient = appointment.patient
     if patient is None:
@@ -450,10 +461,18 @@ def feedback_job(database: Database, settings: Settings) -> None:
 # ---------------------------------------------------------------- the appointment's feedback
 
 
+# a visit's feedback as the desk reads it (the appointment's panel), not its stored value
+FEEDBACK_WORDS = {
+    FeedbackStatus.NONE: "Feedback not asked for yet",
+    FeedbackStatus.PENDING: "Feedback asked for, not answered yet",
+    FeedbackStatus.COLLECTED: "Feedback collected",
+}
+
+
 @dataclass(frozen=True)
 class FeedbackInfo:
     appointment_id: int
-    status: str  # none, pending, collected
+    status: str  # none, pending, collected (FeedbackStatus); said names it in words
     completed: bool
     requests: list[tuple[str, bool]]  # (sent, clinic-local text; answered)
     sent_today: bool
@@ -463,6 +482,10 @@ class FeedbackInfo:
     @property
     def can_request(self) -> bool:
         return self.completed and self.status != "collected" and not self.sent_today
+
+    @property
+    def said(self) -> str:
+        return FEEDBACK_WORDS[FeedbackStatus(self.status)]
 
 
 def get_feedback(

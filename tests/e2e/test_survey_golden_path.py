@@ -112,11 +112,11 @@ def test_feedback_request_email_survey_and_analytics(
     staff = chromium_browser.new_context()
     page = sign_in(staff, server.url, "staff")
     page.goto(f"{server.url}/appointment?id={appointment_id}")
-    expect(page.get_by_text("Feedback: none")).to_be_visible(timeout=20000)
+    expect(page.get_by_text("Feedback not asked for yet")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
     close_page_not_found(page)
     page.get_by_role("button", name="Collect feedback").click()
-    expect(page.get_by_text("Feedback pending")).to_be_visible(timeout=20000)
+    expect(page.get_by_text("Feedback asked for, not answered yet")).to_be_visible(timeout=20000)
     wait_for_app_idle(page)
     staff.close()
 

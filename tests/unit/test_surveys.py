@@ -163,7 +163,7 @@ def test_only_completed_visits_and_only_until_answered(db, world):
     with db.write() as session:
         scheduled = completed_visit(session, world)
         session.get(Appointment, scheduled).status = AppointmentStatus.SCHEDULED
-    with pytest.raises(InvalidTransition, match="only after the visit is completed.*scheduled"):
+    with pytest.raises(InvalidTransition, match="only after the visit is completed.*is booked"):
         send(db, world.staff, scheduled)
     with db.write() as session:
         done = completed_visit(session, world)
@@ -879,3 +879,49 @@ def test_a_comment_is_kept_as_typed_and_only_spaces_are_no_comment(db, world, vi
         )
     with db.read() as session:
         assert session.get(SurveyResponse, response_id).comment == stored
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (AppointmentStatus.NO_SHOW, "this appointment is marked as a no-show."),
+        (AppointmentStatus.CHECKED_IN, "this appointment is checked in."),
+        (AppointmentStatus.SCHEDULED, "this appointment is booked."),
+        (AppointmentStatus.REQUESTED, "this appointment is still a request the practice has"),
+    ],
+)
+def test_feedback_asked_for_too_soon_says_the_visits_state_in_english(db, world, status, words):
+    """The visit's state in the words every other message uses (core.scheduling.states
+    status_is), not its stored value ('no show', 'checked in', 'requested')."""
+    with db.write() as session:
+        early = completed_visit(session, world)
+        session.get(Appointment, early).status = status
+    with pytest.raises(InvalidTransition) as refused:
+        send(db, world.staff, early)
+    assert str(refused.value).startswith(
+        f"Feedback can be asked for only after the visit is completed; {words}"
+    )
+
+
+def test_what_the_desk_reads_of_a_request_sent_and_of_the_visits_feedback(db, world, visit):
+    """Channels and the feedback's state in words (notify.CHANNEL_WORDS, FEEDBACK_WORDS), not
+    the stored values 'sms', 'none', 'pending'."""
+    with db.read() as session:
+        before = surveys.get_feedback(session, world.staff, visit, now=NOW)
+    assert before.said == "Feedback not asked for yet"
+    sent = send(db, world.staff, visit)
+    assert sent.said == "Survey link sent by email and text message."
+    with db.read() as session:
+        after = surveys.get_feedback(session, world.staff, visit, now=NOW)
+    assert after.said == "Feedback asked for, not answered yet"
+    with db.write() as session:
+        only_sms = make_patient(session, email="sms@example.org", consent_email=False).id
+        other = completed_visit(session, world, patient_id=only_sms)
+    assert send(db, world.staff, other).said == (
+        "Survey link sent by text message. Not sent by: no consent to email."
+    )
+    with db.write() as session:
+        surveys.submit_survey(session, token_of(sent.link), ANSWERS, now=NOW)
+    with db.read() as session:
+        done = surveys.get_feedback(session, world.staff, visit, now=NOW)
+    assert done.said == "Feedback collected"
