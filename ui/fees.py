@@ -53,7 +53,7 @@ def waiver_panel(current, prefix: str) -> None:
                     "Patient #": f.patient_id,
                     "Patient": f.patient_name,
                     "Appointment #": f.appointment_id,
-                    "Kind": f.kind,
+                    "Kind": f.what,
                     "Amount": display_format(f.clinic_id).money(f.amount_cents)
                     if f.amount_cents
                     else "",

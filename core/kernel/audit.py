@@ -369,9 +369,10 @@ def details_text(details: Any, fmt: ClinicFormat) -> str:
     """An event's details as a reader takes them, stored values unchanged: 'key: value' pairs
     joined by '; ', a nested record in parentheses, a stored UTC moment in the clinic's zone and
     locale, a day in its locale, yes or no, an amount stored in cents (a key ending in 'cents')
-    as money in `fmt`'s currency ('late cancel fee: £30.00', not 'late cancel fee cents: 3000');
-    an empty value (None, the text 'None' that exports used to store for a filter not set, '',
-    [] or {}) is left out."""
+    as money in `fmt`'s currency ('late-cancellation fee: £30.00', not 'late cancel fee cents:
+    3000': a policy's fees named as every screen names them, KEY_WORDS); an empty value
+    (None, the text 'None' that exports used to store for a filter not set, '', [] or {}) is
+    left out."""
     return _detail(details, fmt)
 
 
@@ -413,7 +414,15 @@ def _key(key: str, record: dict) -> str:
     if _in_cents(key):
         name = key.removesuffix("cents").removesuffix("_") or "amount"
         key = f"{name} worth" if name in record else name
+    for start, words in KEY_WORDS.items():
+        if key == start or key.startswith(f"{start}_"):
+            key = words + key.removeprefix(start)
     return key.replace("_", " ")
+
+
+# keys (or their start: 'no_show_fee_basis') whose words are not their spelling with spaces: a
+# policy's fees as every screen names them
+KEY_WORDS = {"late_cancel_fee": "late-cancellation fee", "no_show_fee": "no-show fee"}
 
 
 def _part(value: Any, fmt: ClinicFormat, money: bool = False) -> str:

@@ -902,7 +902,7 @@ class PatientPayment:
 @dataclass(frozen=True)
 class Owed:
     appointment_id: int
-    what: str  # "no show fee", "late cancel fee", "deposit still to pay before the visit"
+    what: str  # "no-show fee", "late-cancellation fee", "deposit still to pay"
     amount: str
     when: str  # the visit's clinic-local time (the zone named when not the practice's)
 

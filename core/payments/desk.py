@@ -265,7 +265,7 @@ def waive_fee(session: Session, actor: Actor, ledger_entry_id: int, reason: str)
     paid = paid_fees(session, [entry.id], lock=True)
     refunds = refund_fees(session, actor, paid, f"Fee #{entry.id} waived: {reason.strip()}")
     visit = session.get(Appointment, entry.appointment_id) if entry.appointment_id else None
-    fee = entry.kind.value.replace("_", " ")
+    fee = policy.FEE_WORDS[entry.kind]
     if visit is not None:
         words, fmt = visit_context(visit), money_format(visit.clinic)
     else:  # a fee on no visit: told in the fee's words
@@ -1131,7 +1131,7 @@ def export_payments(
 @dataclass(frozen=True)
 class OpenFee:
     ledger_entry_id: int
-    kind: str
+    kind: str  # in words: 'no-show fee', 'late-cancellation fee' (policy.FEE_WORDS)
     amount: str
 
 
@@ -1157,7 +1157,7 @@ def unpaid_fees(session: Session, actor: Actor, appointment_id: int) -> list[Ope
         )
         .order_by(LedgerEntry.id)
     )
-    return [OpenFee(i, kind.value.replace("_", " "), fmt.money(cents)) for i, kind, cents in rows]
+    return [OpenFee(i, policy.FEE_WORDS[kind], fmt.money(cents)) for i, kind, cents in rows]
 
 
 @dataclass(frozen=True)

@@ -822,6 +822,13 @@ def get_policy(
 # what the policy assesses; the other ledger entries are points earned, spent, adjusted, given
 # back or a patient's opening balance (core.payments.points), which are not fees to waive
 FEE_KINDS = (LedgerKind.LATE_CANCEL_FEE, LedgerKind.NO_SHOW_FEE, LedgerKind.POINTS)
+# each as the desk and the patient read it in a sentence ('the no-show fee charged on …'), not
+# its stored value ('no_show_fee'); capitalised where it stands alone (a table's Kind)
+FEE_WORDS = {
+    LedgerKind.LATE_CANCEL_FEE: "late-cancellation fee",
+    LedgerKind.NO_SHOW_FEE: "no-show fee",
+    LedgerKind.POINTS: "points deducted",
+}
 
 
 @dataclass(frozen=True)
@@ -830,7 +837,7 @@ class FeeRow:
     patient_id: int
     patient_name: str
     appointment_id: int | None
-    kind: str
+    kind: str  # stored ('no_show_fee'); what says it in words
     amount_cents: int
     points: int
     created_at: datetime
@@ -839,6 +846,11 @@ class FeeRow:
     # the clinic whose currency, locale and zone the fee is shown in: its appointment's (or its
     # policy's); None for an entry with neither
     clinic_id: int | None = None
+
+    @property
+    def what(self) -> str:
+        """'No-show fee', 'Late-cancellation fee', 'Points deducted' (FEE_WORDS)."""
+        return FEE_WORDS[LedgerKind(self.kind)].capitalize()
 
 
 def list_fees(

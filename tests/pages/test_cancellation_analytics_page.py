@@ -396,6 +396,8 @@ def test_each_fee_to_waive_is_shown_in_its_own_clinics_currency_and_zone(app_as,
         fee = fees[row["Fee #"]]
         fmt = formats[fee.clinic_id]
         assert row["Assessed"] == fmt.moment(fee.created_at)
+        # in words, not the stored 'no_show_fee'
+        assert row["Kind"] in {"Late-cancellation fee", "No-show fee", "Points deducted"}, row
         if fee.amount_cents:
             assert row["Amount"] == fmt.money(fee.amount_cents), (row, fmt)
 

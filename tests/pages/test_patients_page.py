@@ -741,7 +741,7 @@ def test_the_record_shows_the_patients_payments_and_what_is_owed(app_as, app_db)
     )
     assert "42" in table["Amount"][0]
     owed = [w.value for w in at.warning if w.value.startswith("Owed: ")]
-    assert len(owed) == 1 and "no show fee (#" in owed[0], [w.value for w in at.warning]
+    assert len(owed) == 1 and "no-show fee (#" in owed[0], [w.value for w in at.warning]
 
 
 def test_the_postal_address_is_edited_with_the_contact_details_and_shown_as_typed(app_as, app_db):

@@ -151,9 +151,11 @@ def test_amounts_read_as_money_in_their_clinics_currency():
         "window_hours": 48,
         "late_cancel_fee_cents": 3000,
         "no_show_fee_cents": 0,
+        "no_show_fee_basis": "fixed",
     }
     assert audit.details_text(saved, pounds) == (
-        "version: 2; window hours: 48; late cancel fee: £30.00; no show fee: £0.00"
+        "version: 2; window hours: 48; late-cancellation fee: £30.00; no-show fee: £0.00; "
+        "no-show fee basis: fixed"
     )
     prepaid = {"points": 500, "points_cents": 500, "price_cents": {"from": 6000, "to": 7000}}
     assert audit.details_text(prepaid, pounds) == (

@@ -759,7 +759,7 @@ def test_the_patients_record_says_what_they_paid_last_and_what_they_owe(db, worl
     with db.read() as s:
         owed = records.patient_money(s, world.staff, world.patient_id).owed
     assert [(o.appointment_id, o.what, o.amount) for o in owed] == [
-        (missed, "no show fee", "£15.00"),
+        (missed, "no-show fee", "£15.00"),
         (coming, "deposit still to pay", "£20.00"),
     ]
 
@@ -1470,7 +1470,10 @@ def test_a_late_fee_paid_by_mistake_is_given_back_by_waiving_it_and_the_patient_
         ).all()
         actions = s.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
     assert "We have given back £25.00 of what you paid for" in told
-    assert f"(P-{refund.id}, the late cancel fee waived): it is ready for you at the desk" in told
+    assert (
+        f"(P-{refund.id}, the late-cancellation fee waived): it is ready for you at the desk"
+        in told
+    )
     assert "Charged by mistake" not in told  # the reason stays in the practice
     kinds = ("fee_waived", "fee_refund_due", "refund_recorded")
     assert [a for a in actions if a in kinds] == list(kinds)
@@ -1496,8 +1499,8 @@ def test_a_fee_on_no_visit_waived_tells_the_patient_in_the_fees_words(db, world)
         day = format_day(to_local(s.get(LedgerEntry, fee_id).created_at, "Europe/London").date())
     assert told.appointment_id is None and "Test Clinic" in told.body
     assert (
-        f"We have given back £30.00 of what you paid for the no show fee charged on {day} "
-        f"(P-{refund.id}, the no show fee waived): it is ready for you at the desk"
+        f"We have given back £30.00 of what you paid for the no-show fee charged on {day} "
+        f"(P-{refund.id}, the no-show fee waived): it is ready for you at the desk"
     ) in told.body
     assert "Charged by mistake" not in told.body
     with db.write() as s:
