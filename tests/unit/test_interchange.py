@@ -673,3 +673,25 @@ def test_a_fhir_patient_named_without_a_letter_is_refused_with_its_appointment(
         assert "fhir:nl1" not in refs and "fhir:ok1" in refs
         assert not session.scalar(select(Patient).where(Patient.external_ref == "fhir:Patient/nl"))
         assert not session.scalar(select(Provider).where(Provider.external_ref.like("%Practit%")))
+
+
+def test_a_fhir_patient_resource_that_is_not_valid_fhir_is_reported_with_its_appointment(db, world):
+    """A Patient fhir.resources refuses (a birthDate that is no date) stopped the whole import
+    with pydantic's error; now its appointment is reported and skipped, nothing of it saved, and
+    the document's other appointments come in."""
+    patient = {"resourceType": "Patient", "id": "bad", "birthDate": "someday"}
+    bad = json.loads(_appointment("bad1"))
+    bad["participant"] = [{"status": "accepted", "actor": {"reference": "Patient/bad"}}]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in (patient, bad, json.loads(_appointment("ok2")))],
+    }
+    with db.write() as session:
+        report = interchange.import_fhir(session, world.owner, [json.dumps(bundle)])
+    assert (report.created, report.problem_count) == (1, 1)
+    assert report.problems[0].reason.startswith("Appointment/bad1: ")
+    with db.read() as session:
+        refs = set(session.scalars(select(Appointment.external_ref)))
+        assert "fhir:bad1" not in refs and "fhir:ok2" in refs
+        assert not session.scalar(select(Patient).where(Patient.external_ref == "fhir:Patient/bad"))
