@@ -732,6 +732,32 @@ def test_a_search_by_phone_keeps_the_plan_it_had(db, world):
     assert "ix_patients_merged_into_id" in plan, plan
 
 
+def test_a_search_by_number_reads_the_patients_once(db, world):
+    """A number typed (whole, in part, international, beside a name, or a record's #number) is
+    one statement reading the patients, on SQLite as on PostgreSQL: the phone's forms are one
+    condition of the query (phone_like), not a second look-up. Measured before any change: one
+    read already (a guard, not a fix)."""
+    with db.write() as s:
+        ann = patients.create_patient(
+            s, world.staff, first_name="Ann", last_name="Lee", phone="07700 900555"
+        ).id
+    reads = []
+
+    def grab(conn, cursor, statement, parameters, context, executemany):
+        if "FROM patients" in statement:
+            reads.append(statement)
+
+    for typed in ("07700 900555", "900555", "+44 7700 900555", "lee 07700 900", f"#{ann}"):
+        reads.clear()
+        sa.event.listen(db.engine, "before_cursor_execute", grab)
+        try:
+            with db.read() as s:
+                found = [p.id for p in patients.search_patients(s, world.staff, typed)]
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", grab)
+        assert (found, len(reads)) == ([ann], 1), (typed, reads)
+
+
 def test_patients_are_found_whatever_the_accents_and_case(db, world):
     """The front desk types 'elodie' or 'ÉLODIE' for Élodie Müller-Ñúñez: found on SQLite (whose
     lower() folds ASCII only) as on PostgreSQL, by name, email or phone, and by her new name
