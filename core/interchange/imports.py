@@ -80,6 +80,7 @@ from core.kernel.clock import is_time_zone, local_to_utc, to_local, zone
 from core.kernel.errors import ValidationError
 from core.kernel.text import clean
 from core.patients.records import birth_problem, practice_regions, validate_contact
+from core.scheduling import states
 from db.models import (
     AppointmentStatus,
     Clinic,
@@ -512,7 +513,7 @@ def preview_appointments(
                 record["patient_ref"].split(":", 1)[1],
                 f"{patient['first_name']} {patient['last_name']}",
                 f"{local:%a %d %b %Y %H:%M}",
-                record["status"].value,
+                states.STATUS_WORDS[record["status"]],  # 'no-show', not its value 'no_show'
                 "; ".join(warnings),
             )
         )
