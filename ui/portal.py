@@ -59,7 +59,7 @@ def history_table(rows: list[enrolment.HistoryRow], key: str) -> None:
                 "Sent": when(r.sent_at),
                 "Channel": r.channel,
                 "To": r.email,
-                "Status": r.status,
+                "Status": r.said,
                 "Expires": when(r.expires_at),
                 "Enrolled": when(r.enrolled_at),
                 "Revoked": when(r.revoked_at),

@@ -243,11 +243,21 @@ def get_overview(
     return Overview(rows, counts)
 
 
+# one invitation's state as the record's history says it (the portal's status words where they
+# are the same), not its stored value ('pending')
+INVITATION_WORDS = {
+    InvitationStatus.PENDING: "Sent, not used yet",
+    InvitationStatus.ENROLLED: "Enrolled",
+    InvitationStatus.EXPIRED: "Expired",
+    InvitationStatus.REVOKED: "Revoked",
+}
+
+
 @dataclass(frozen=True)
 class HistoryRow:
     invitation_id: int
     email: str  # the email address or mobile number it went to (invitations.channel_of)
-    status: str
+    status: str  # stored (an expired one 'expired' though not marked yet); said in words
     sent_at: datetime
     expires_at: datetime
     enrolled_at: datetime | None
@@ -258,6 +268,10 @@ class HistoryRow:
     @property
     def channel(self) -> str:
         return channel_words(self.email)
+
+    @property
+    def said(self) -> str:
+        return INVITATION_WORDS[InvitationStatus(self.status)]
 
 
 def invitation_history(session: Session, actor: Actor, patient_id: int) -> list[HistoryRow]:

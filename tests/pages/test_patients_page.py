@@ -77,6 +77,8 @@ def test_not_invited_patient_gets_an_invitation_from_the_record(app_as, app_db):
     at.button(key="patients_send_invite").click().run()
     assert not at.error
     assert at.info[0].value.startswith("**Portal: Invited (expires ")
+    history = next(d.value for d in at.dataframe if "Expires" in d.value.columns)
+    assert list(history["Status"]) == ["Sent, not used yet"]  # not the stored 'pending'
     database = _db(app_db)
     with database.read() as s:
         # the demo may have sent this patient other messages already (appointment confirmations)

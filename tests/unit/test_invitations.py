@@ -208,6 +208,8 @@ def test_resend_issues_a_new_link_and_revokes_the_old(db, world):
         tokens.verify(s, _raw(second.link), "enroll")
         history = enrolment.invitation_history(s, world.staff, world.patient_id)
     assert [h.status for h in history] == ["pending", "revoked"]
+    # in words on the record's history, not the stored 'pending'
+    assert [h.said for h in history] == ["Sent, not used yet", "Revoked"]
     assert history[1].revoked_reason == "Replaced by a new invitation"
     assert history[0].sent_by == "Staff"
     assert _actions(db, world.patient_id) == [
