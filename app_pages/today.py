@@ -115,19 +115,23 @@ if not rows:
     st.stop()
 table = pd.DataFrame(
     {
-        "Provider": [f"{r.provider} (on time off)" if r.away else r.provider for r in rows],
         "Time": [r.time for r in rows],
         "Patient": [r.patient for r in rows],
+        "No-show risk": risk.column(me, [r.id for r in rows]),
+        "Stage": [f"{ICONS[r.stage]} {r.stage}" for r in rows],
+        "Provider": [f"{r.provider} (on time off)" if r.away else r.provider for r in rows],
         "Service": [r.service for r in rows],
         "Paid": [r.payment for r in rows],
-        "Stage": [f"{ICONS[r.stage]} {r.stage}" for r in rows],
-        "Waited (min)": pd.array([r.waited_minutes for r in rows], dtype="Int64"),
+        "Waited": pd.array([r.waited_minutes for r in rows], dtype="Int64"),
         "Confirmed": [r.confirmed.removeprefix("Confirmed by the patient · ") for r in rows],
         "Forms": [forms.get(r.id, "") for r in rows],
-        "No-show risk": risk.column(me, [r.id for r in rows]),
     },
     index=pd.Index([r.id for r in rows], name="Appointment"),
 )
+# ten columns each as wide as its longest cell ran past the page at 1280 px, the risk last
+# and off-screen: each has its width, the time and the patient are pinned (they stay while
+# the table scrolls sideways) and the risk and the stage follow them, in view at 1024 px
+text = st.column_config.TextColumn
 board = show_table(
     table,
     hide_index=True,
@@ -135,7 +139,23 @@ board = show_table(
     on_select="rerun",
     selection_mode="single-row",
     key="today_table",
-    column_config={"No-show risk": st.column_config.TextColumn(help=risk.COLUMN_HELP)},
+    column_config={
+        "Time": text(width=92, pinned=True),
+        "Patient": text(width=130, pinned=True),
+        "No-show risk": text(width=110, help=risk.COLUMN_HELP),
+        "Stage": text(width=130),
+        "Provider": text(width=140),
+        "Service": text(width=140),
+        "Paid": text(width=95),
+        "Waited": st.column_config.NumberColumn(
+            width=75,
+            format="%d min",
+            help="Minutes from the patient's arrival to their appointment's time (so far, while "
+            "they wait).",
+        ),
+        "Confirmed": text(width=210, help="When and how the patient confirmed."),
+        "Forms": text(width=170),
+    },
 )
 chosen = picked(rows, [r.id for r in rows], board.selection.rows, MEMORY, (clinic_id, provider))
 if not chosen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -457,3 +458,31 @@ def test_an_arrival_tells_the_desk_who_arrived_not_that_nobody_was_told(app_as, 
     said = at.success[0].value
     assert said.endswith(" arrived."), said
     assert "Notified" not in said and "nobody" not in said
+
+
+SELECT_COLUMN_PX = 33  # the row-selection tick boxes' column (measured in Chromium)
+CONTENT_AT_1024_PX = 564  # the page's column beside the sidebar at 1024 px (Chromium)
+
+
+def test_the_board_shows_the_no_show_risk_without_scrolling_at_1024_px(app_as, app_db):
+    """At 1280 px the ten columns, each as wide as its longest cell, ran past the page's
+    column and the no-show risk, last, was off-screen (seen in Chromium). The time and the
+    patient are pinned (they stay while the table scrolls sideways), the risk and the stage
+    follow them, and every column has its own width: the columns up to the risk fit beside
+    the sidebar at 1024 px (checked in Chromium at 1024 and 1280 px)."""
+    _add(app_db, today_in(20))  # a row, whatever the hour
+    at = app_as("staff", PAGE)
+    board = next(d for d in at.dataframe if "Stage" in d.value.columns)
+    config = json.loads(board.proto.columns)
+    order = list(board.value.columns)
+    pinned = [c for c in order if config.get(c, {}).get("pinned")]
+    shown = pinned + [c for c in order if c not in pinned]
+    assert shown[:4] == ["Time", "Patient", "No-show risk", "Stage"], shown
+    widths = {c: config.get(c, {}).get("width") for c in shown}
+    assert all(isinstance(w, int) for w in widths.values()), widths
+    assert SELECT_COLUMN_PX + sum(widths[c] for c in shown[:4]) <= CONTENT_AT_1024_PX
+    # nothing a desk needs was dropped
+    assert sorted(shown) == sorted(
+        ["Time", "Patient", "No-show risk", "Stage", "Provider", "Service", "Paid"]
+        + ["Waited", "Confirmed", "Forms"]
+    )
