@@ -14,7 +14,7 @@ from core.forms import after_booking
 from core.kernel import tokens
 from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
-from core.kernel.money import format_money
+from core.kernel.money import format_day, format_money
 from core.patients import invitations
 from core.patients.records import birth_bounds
 from core.portal import patient_links
@@ -26,6 +26,7 @@ from db.models import (
     AuditEvent,
     CancellationPolicy,
     ChangeRequest,
+    Clinic,
     DocumentKind,
     FormRequest,
     Notification,
@@ -42,6 +43,7 @@ from db.types import utcnow
 from tests.factories import make_user
 from tests.pages.conftest import patient_page
 from ui.patient_portal import ANSWER_SECONDS
+from ui.text import escape
 
 INVALID = "This link is not valid any more. Please contact the practice for a new one."
 
@@ -522,6 +524,48 @@ def test_the_booking_answer_comes_no_sooner_for_a_new_contact_than_for_a_known_o
         took = time.monotonic() - began
         assert not at.exception and "your request has been received" in at.success[0].value
         assert took >= ANSWER_SECONDS, (email, took)
+
+
+def test_the_booking_thank_you_page_sums_up_the_request_as_typed_and_what_comes_next(app_db):
+    """After 'Send request' the page said only that it was received: not what was asked for
+    nor where the answer goes. It now lists the treatment, clinic, day and time of day (the
+    clinic's words), the name and the address and number the reply goes to, the note, and
+    what happens next; what the patient typed is shown as text, never as markup."""
+    database = _db(app_db)
+    with database.write() as s:
+        owner = make_user(s, "h16owner", Role.OWNER)
+        raw = _raw(patient_links.issue_booking_link(s, owner, 1, base_url="http://x"))
+        clinic = s.get(Clinic, 1)
+        phone, locale = clinic.phone, clinic.locale
+        consultation = s.get(Service, 1).name
+    database.dispose()
+    day = utcnow().date() + timedelta(days=5)
+    at = patient_page("booking", raw)
+    _choose(at)
+    at.date_input(key="patient_booking_day").set_value(day)
+    at.text_input(key="patient_booking_first").input("<b>Robin</b>")
+    at.text_input(key="patient_booking_last").input("Summary")
+    at.text_input(key="patient_booking_email").input("robin.summary@example.org")
+    at.text_input(key="patient_booking_phone").input("07911 123456")
+    at.text_area(key="patient_booking_notes").input("Left knee *sore*\n[link](http://x)")
+    at.button(key="FormSubmitter:patient_booking_form-Send request").click().run()
+    assert not at.exception and "your request has been received" in at.success[0].value
+    asked = [m.value for m in at.markdown]
+    morning = patient_links.time_of_day_labels(locale)[TimeOfDay.MORNING]
+    assert asked[:7] == [
+        f"**Treatment:** {consultation}",
+        "**Clinic:** Harbour Street Clinic",
+        f"**Day:** {escape(format_day(day, locale))}",
+        f"**Time of day:** {escape(morning)}",
+        f"**Name:** {escape('<b>Robin</b> Summary')}",
+        f"**We will reply to:** {escape('robin.summary@example.org · 07911 123456')}",
+        f"**Your note:** {escape('Left knee *sore* [link](http://x)')}",
+    ]
+    assert asked[7] == (
+        "**What happens next:** nothing is booked yet. The practice will offer you a time "
+        f"and contact you to confirm it. To change or withdraw this request, call {escape(phone)}."
+    )
+    assert "\\<b\\>Robin" in asked[4] and "\\*sore\\*" in asked[6]  # as typed, no markup
 
 
 def test_public_booking_request_offers_the_packages_after_the_services(app_db):

@@ -86,10 +86,14 @@ def mark_done(purpose: str, token: str, message: str) -> None:
     st.session_state[_done_key(purpose, token)] = message
 
 
-def show_done(purpose: str, token: str) -> bool:
+def show_done(purpose: str, token: str, then: Callable[[], None] | None = None) -> bool:
+    """The outcome remembered by mark_done, if any (True), and `then` drawn below it (a
+    summary of what was sent) before the closing line."""
     message = st.session_state.get(_done_key(purpose, token))
     if message:
         st.success(escape(message), icon=":material/check_circle:")
+        if then is not None:
+            then()
         st.caption("You can close this page now.")
     return bool(message)
 

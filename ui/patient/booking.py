@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import date
+
 import streamlit as st
 
+from core.kernel.money import format_day
 from core.patients.records import birth_bounds
 from core.portal import patient_links
 from ui.context import settings
@@ -21,8 +25,46 @@ def _ip() -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _asked_key(token: str) -> str:
+    return f"patient_booking_asked_{hashlib.sha256(token.encode()).hexdigest()[:16]}"
+
+
+def _show_asked(token: str) -> None:
+    """What the request asked for, as the patient sent it, and what happens next: every value
+    typed (name, address, number, note) escaped, never markup."""
+    asked = st.session_state.get(_asked_key(token))
+    if not asked:
+        return
+    lines, phone = asked
+    with st.container(border=True, key="patient_booking_asked"):
+        for label, value in lines:
+            st.markdown(f"**{label}:** {escape(value)}")
+        st.markdown(
+            "**What happens next:** nothing is booked yet. The practice will offer you a time "
+            f"and contact you to confirm it. To change or withdraw this request, call "
+            f"{escape(phone)}."
+        )
+
+
+def _asked(
+    view: patient_links.BookingView, treatment: str, day: date, moment: str, typed: dict[str, str]
+) -> list[tuple[str, str]]:
+    """The summary's lines: (label, value) for each part given."""
+    reply = " · ".join(v.strip() for v in (typed["email"], typed["phone"]) if v.strip())
+    lines = [
+        ("Treatment", treatment),
+        ("Clinic", view.clinic_name),
+        ("Day", format_day(day, view.locale)),
+        ("Time of day", patient_links.time_of_day_labels(view.locale)[moment]),
+        ("Name", " ".join(n.strip() for n in (typed["first"], typed["last"]) if n.strip())),
+        ("We will reply to", reply),
+        ("Your note", typed["notes"].strip()),
+    ]
+    return [(label, value) for label, value in lines if value]
+
+
 def render(token: str) -> None:
-    if show_done("booking", token):
+    if show_done("booking", token, then=lambda: _show_asked(token)):
         return
     view = public_read(patient_links.booking_view, token)
     st.title(f"Request an appointment at {escape(view.clinic_name)}")
@@ -114,6 +156,11 @@ def render(token: str) -> None:
             ),
         )
         if message:
+            typed = dict(first=first_name, last=last_name, email=email, phone=phone, notes=notes)
+            st.session_state[_asked_key(token)] = (
+                _asked(view, treatments[treatment], day, moment, typed),
+                view.clinic_phone,
+            )
             mark_done("booking", token, message)
             st.rerun()
     st.caption(f"Questions? Call {escape(view.clinic_phone)}.")
