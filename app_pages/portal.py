@@ -52,9 +52,15 @@ sections = {
     "Request": views.request,
     "Waitlist": views.waitlist,
 }
-# Keyed with on_change: only the open tab runs, so the calendar is drawn at its visible size.
-tabs = st.tabs(list(sections), key="portal_tab", on_change="rerun")
-for tab, section in zip(tabs, sections.values(), strict=True):
-    if tab.open:
-        with tab:
-            section(view)
+# a row of buttons that wraps, not tabs: at 390 px the tabs ran past the screen's edge and
+# Points, Request and Waitlist were out of sight. Only the chosen section runs, so the
+# calendar is drawn at its visible size.
+chosen = st.segmented_control(
+    "Section",
+    list(sections),
+    default="Upcoming",
+    required=True,
+    key="portal_tab",
+    label_visibility="collapsed",
+)
+sections[chosen or "Upcoming"](view)

@@ -82,6 +82,13 @@ CSS = f"""
   writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;
   overflow-wrap: normal; padding: 4px 0;
 }}
+/* a month in a narrow frame (a phone: some 50 px a day): a smaller dot (its colour the
+   state's) and line, so an event's time, which starts its text, reads whole ('08:0') */
+@media (max-width: 600px) {{
+  .fc-daygrid-dot-event {{ padding: 0 1px; }}
+  .fc-daygrid-dot-event .fc-daygrid-event-dot {{ border-width: 2px; margin: 0 2px 0 0; }}
+  .fc-daygrid-dot-event .fc-event-title {{ font-weight: 500; font-size: .7rem; }}
+}}
 """
 
 

@@ -83,6 +83,11 @@ def _setup(database) -> tuple[int, int, int, int, str]:
         return patient.id, made[0], made[1], points_needed, service.name
 
 
+def _section(page: Page, name: str):
+    """The portal's section button (a row of them that wraps on a phone, not tabs)."""
+    return page.locator(".st-key-portal_tab").get_by_role("radio", name=name, exact=True)
+
+
 def _points(page: Page) -> str:
     metric = page.get_by_test_id("stMetric").filter(has_text="Your points")
     return metric.get_by_test_id("stMetricValue")
@@ -122,11 +127,11 @@ def test_the_patient_signs_in_pays_answers_and_cancels_and_staff_see_the_payment
     elsewhere.context.close()
     expect(_points(page)).to_have_text(f"{1000:,}", timeout=20000)  # the clinic's locale
 
-    page.get_by_role("tab", name="Calendar").click()
+    _section(page, "Calendar").click()
     frame = page.frame_locator(CALENDAR_FRAME)
     expect(frame.locator(f'.fc-event:has-text("{service}")').first).to_be_visible(timeout=30000)
 
-    page.get_by_role("tab", name="Upcoming").click()
+    _section(page, "Upcoming").click()
     card = page.locator(f".st-key-portal_appt_{appointment_id}")
     card.get_by_role("button", name="Pay", exact=True).click()
     wait_for_app_idle(page)
@@ -138,11 +143,11 @@ def test_the_patient_signs_in_pays_answers_and_cancels_and_staff_see_the_payment
     after_paying = 1000 - points_needed
     expect(_points(page)).to_have_text(f"{after_paying:,}", timeout=20000)
 
-    page.get_by_role("tab", name="Visits and surveys").click()
+    _section(page, "Visits and surveys").click()
     visit = page.locator(f".st-key-portal_visit_{visit_id}")
     visit.get_by_role("button", name="Take survey").click()
     wait_for_app_idle(page)
-    page.get_by_role("tab", name="Visits and surveys").click()  # the rerun may reselect a tab
+    _section(page, "Visits and surveys").click()  # the rerun may reselect a section
     radios = page.get_by_test_id("stRadio")
     radios.filter(has_text="recommend").get_by_text("9", exact=True).click()
     radios.filter(has_text="rate your visit").get_by_text("5", exact=True).click()
@@ -151,7 +156,7 @@ def test_the_patient_signs_in_pays_answers_and_cancels_and_staff_see_the_payment
     wait_for_app_idle(page)
     expect(_points(page)).to_have_text(f"{after_paying + 10:,}", timeout=20000)
 
-    page.get_by_role("tab", name="Upcoming").click()
+    _section(page, "Upcoming").click()
     card.get_by_role("button", name="Cancel or reschedule").click()
     wait_for_app_idle(page)
     expect(page.get_by_text("cancelling now costs 20 points")).to_be_visible(timeout=20000)

@@ -450,7 +450,8 @@ def test_only_the_chosen_section_runs(app_db):
     every_clinic_speaks(app_db, "pt-BR")  # the points read the patient's clinic's way
     at = _portal(app_db, patient_id)
     assert at.button(key=f"portal_pay_{appointment_id}")  # Upcoming is open first
-    assert not at.get("segmented_control")  # the calendar's view picker has not run
+    # the calendar's view picker has not run (the sections' own picker has)
+    assert [b.key for b in at.button_group] == ["portal_tab"]
     at.session_state["portal_tab"] = "Points"
     at.run()
     assert not at.exception
@@ -1258,3 +1259,37 @@ def test_a_booked_visit_offers_add_to_my_calendar_and_no_one_elses_does(app_db):
         owners = s.scalars(select(Appointment.patient_id).where(Appointment.id.in_(shown)))
         assert set(owners) == {patient_id}
     database.dispose()
+
+
+def test_every_section_of_the_portal_is_reachable_on_a_phone(app_db):
+    """At 390 px the seven tabs ran past the screen's edge: 'Points', 'Request' and
+    'Waitlist' were out of sight behind a small arrow (seen in Chromium). The sections are
+    a row of buttons that wraps onto a second line (checked in Chromium at 390 px: all
+    seven in view), each opening its section alone."""
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    assert not at.tabs
+    sections = at.button_group(key="portal_tab")
+    assert sections.options == [
+        "Upcoming", "Calendar", "Visits and surveys", "History", "Points", "Request", "Waitlist"
+    ]  # fmt: skip
+    assert sections.value == "Upcoming"
+    at.button_group(key="portal_tab").set_value("Waitlist").run()
+    assert not at.exception and at.button_group(key="portal_tab").value == "Waitlist"
+    assert not any(c.key and c.key.startswith("portal_appt_") for c in at.get("flex_container"))
+
+
+def test_the_patients_calendar_opens_on_a_list_of_the_month(app_db):
+    """On a phone a month's day is some 50 px wide: a visit's time was cut to '08:0' (seen
+    in Chromium at 390 px). The calendar opens on the month as a list (each visit a line,
+    its time whole), the grid a choice beside it; a grid's event in a narrow
+    frame has a smaller dot and line, so the time reads whole (checked in Chromium at 390 px)."""
+    patient_id, _ = _patient_with_appointment(app_db)
+    at = _portal(app_db, patient_id)
+    at.session_state["portal_tab"] = "Calendar"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.button_group(key="portal_calendar_view").options[0] == "List"
+    drawn = json.loads(next(e for e in at.main if e.type == "component_instance").proto.json_args)
+    assert drawn["options"]["initialView"] == "listMonth"
+    assert "@media (max-width: 600px)" in drawn["custom_css"]

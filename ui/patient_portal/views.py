@@ -26,7 +26,14 @@ from ui.patient_portal.appointments import card
 from ui.text import show_table
 
 SURVEY_KEY = "portal_survey"
-CAL_VIEWS = {"Month": "dayGridMonth", "Week": "timeGridWeek", "Day": "timeGridDay"}
+# the month as a list first: on a phone a month's day is some 50 px wide (its visits' times
+# were cut to '08:0'); a list gives each visit a line, whatever the screen
+CAL_VIEWS = {
+    "List": "listMonth",
+    "Month": "dayGridMonth",
+    "Week": "timeGridWeek",
+    "Day": "timeGridDay",
+}
 SCALE = [1, 2, 3, 4, 5]
 
 
@@ -42,10 +49,10 @@ def upcoming(view: home.Home) -> None:
 
 def calendar(view: home.Home) -> None:
     label = st.segmented_control(
-        "View", list(CAL_VIEWS), default="Month", key="portal_calendar_view"
+        "View", list(CAL_VIEWS), default="List", key="portal_calendar_view"
     )
     opts = calendar_widget.options(
-        CAL_VIEWS[label or "Month"],
+        CAL_VIEWS[label or "List"],
         view.today,
         view.timezone,
         resources=[],
