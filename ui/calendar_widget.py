@@ -71,16 +71,11 @@ CSS = f"""
 }}
 .fc-non-business {{ background: rgba(120,120,120,.16); }}
 .fc-toolbar-title {{ font-size: 1.2rem; }}
-/* a week by provider gives each name a narrow column: smaller, and broken inside the column
-   rather than written over the next one */
+/* a provider's name in their column (PROVIDER_COLUMN_PX at least, wide_css): smaller, and
+   wrapped inside the column rather than written over the next one */
 .fc-col-header-cell {{ overflow: hidden; }}
 .fc-col-header-cell.fc-resource .fc-col-header-cell-cushion {{
   font-size: .75rem; font-weight: 500; line-height: 1.15; overflow-wrap: anywhere;
-}}
-/* there, a name runs up its column, whole, rather than broken every few letters */
-.fc-resourceTimeGridWeek-view .fc-col-header-cell.fc-resource .fc-col-header-cell-cushion {{
-  writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;
-  overflow-wrap: normal; padding: 4px 0;
 }}
 /* a month in a narrow frame (a phone: some 50 px a day): a smaller dot (its colour the
    state's) and line, so an event's time, which starts its text, reads whole ('08:0') */
@@ -218,6 +213,26 @@ def ink(colour: str) -> str:
     return "black" if (luminance + 0.05) / 0.05 > 1.05 / (luminance + 0.05) else "white"
 
 
+PROVIDER_COLUMN_PX = 90  # a provider's column at its narrowest in the views by provider
+AXIS_PX = 56  # the hours' column
+
+
+def wide_css(opts: dict[str, Any]) -> str:
+    """A view by provider as wide as its columns need (PROVIDER_COLUMN_PX each), scrolling
+    sideways inside the calendar's frame when the page is narrower: at 1024 px a week of 3
+    providers was 21 columns of some 24 px, each visit a sliver. FullCalendar's own
+    dayMinWidth needs its scrollgrid plugin, which streamlit-calendar does not register ('No
+    ScrollGrid implementation')."""
+    view = opts.get("initialView")
+    if view not in ("resourceTimeGridWeek", "resourceTimeGridDay"):
+        return ""
+    columns = len(opts.get("resources") or []) * (7 if view.endswith("Week") else 1)
+    return (
+        f".fc-view-harness {{ overflow-x: auto; }}\n"
+        f".fc-{view}-view {{ min-width: {AXIS_PX + columns * PROVIDER_COLUMN_PX}px; }}\n"
+    )
+
+
 def render(events: list[dict[str, Any]], opts: dict[str, Any], key: str) -> dict[str, Any]:
     """Draw the calendar; returns the component's current value ({} before any callback).
     Each coloured event gets the text colour that reads on it."""
@@ -231,7 +246,7 @@ def render(events: list[dict[str, Any]], opts: dict[str, Any], key: str) -> dict
         streamlit_calendar._component_func(  # noqa: SLF001
             events=events,
             options=opts,
-            custom_css=CSS,
+            custom_css=CSS + wide_css(opts),
             callbacks=CALLBACKS,
             license_key=LICENSE_KEY,
             height=HEIGHT,

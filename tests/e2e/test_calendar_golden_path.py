@@ -137,11 +137,20 @@ def test_week_view_click_and_booking_from_a_selected_slot(chromium_browser, sign
         "cells => cells.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)"
     )
     assert frame.locator(".fc-col-header-cell.fc-resource").count() > 0 and not overflowing
-    # and reads whole: one line of text (up the column), not broken every few letters
+    # and reads whole: across its column (PROVIDER_COLUMN_PX wide), on two lines at most,
+    # broken between words only, never every few letters
     broken = frame.locator(".fc-resource .fc-col-header-cell-cushion").evaluate_all(
         """names => names.filter(n => {
-            const r = document.createRange(); r.selectNodeContents(n);
-            return new Set([...r.getClientRects()].map(b => Math.round(b.left))).size > 1;
+            const text = n.firstChild, r = document.createRange();
+            r.selectNodeContents(n);
+            const lines = new Set([...r.getClientRects()].map(b => Math.round(b.top))).size;
+            let at = 0;
+            const split = n.textContent.split(" ").some(word => {
+                const w = document.createRange();
+                w.setStart(text, at); w.setEnd(text, at + word.length); at += word.length + 1;
+                return new Set([...w.getClientRects()].map(b => Math.round(b.top))).size > 1;
+            });
+            return lines > 2 || split;
         }).map(n => n.innerText)"""
     )
     assert not broken, broken
