@@ -59,6 +59,7 @@ VIEWS = {
 DEFAULT_STATUSES = [s for s in STATUS_COLOURS if s not in ("cancelled", "declined")]
 HEIGHT = 760  # px: FullCalendar's own height, and the frame's from its first draw
 ROOM_VIEWS = ("resourceTimelineDay", "resourceTimelineWeek")  # rows: rooms and equipment
+ROOM_NAMES_PX = 210  # the room views' column of names: 'Rooms and equipment' whole
 CSS = f"""
 .fc-event.{OUT_OF_OFFICE_CLASS} {{
   background-image: repeating-linear-gradient(45deg, rgba(255,255,255,.25) 0 6px,
@@ -188,7 +189,8 @@ def options(
         # the room views: one row per room or piece of equipment, grouped by kind
         "resourceGroupField": "kind",
         "resourceAreaHeaderContent": "Rooms and equipment",
-        "resourceAreaWidth": "22%",
+        # a width of its own: 22% of the page's column at 1024 px cut 'Rooms and e…'
+        "resourceAreaWidth": f"{ROOM_NAMES_PX}px",
         "views": {
             "resourceTimelineWeek": {"slotDuration": "01:00:00"},
             # a day's visits as far as its cell holds, then '+N more' (a popover of the rest):

@@ -641,3 +641,15 @@ def test_a_week_by_provider_keeps_each_providers_column_readable_and_scrolls_sid
     assert f".fc-resourceTimeGridDay-view {{ min-width: {wide}px; }}" in _drawn(at)["custom_css"]
     at.button_group(key="calendar_view").set_value("Month").run()
     assert "min-width" not in _drawn(at)["custom_css"]
+
+
+def test_the_room_views_name_each_room_whole_at_1024_px(app_as):
+    """The room views' names took 22% of the calendar: at 1024 px some 124 px, which cut the
+    header to 'Rooms and e…' and 'Treatment room' to 'Treatment r…' (seen in Chromium). The
+    names' column has its own width, ROOM_NAMES_PX, enough for the header (checked in
+    Chromium at 1024 and 1280 px: header and names whole, the hours scrolling beside them)."""
+    at = app_as("staff", PAGE)
+    at.button_group(key="calendar_view").set_value("Day by room").run()
+    assert "resourceTimelineDay" in _component_key(at)
+    assert _drawn(at)["options"]["resourceAreaWidth"] == f"{cw.ROOM_NAMES_PX}px"
+    assert cw.ROOM_NAMES_PX >= 190
