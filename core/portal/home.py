@@ -171,9 +171,10 @@ class Home:
         tz, locale = self.visit_zones.get(row.appointment_id, (self.timezone, self.locale))
         return format_moment(row.at, tz, locale)
 
-    def count(self, n: int) -> str:
-        """A count (points, visits) in the home clinic's locale: 1.250 in pt-BR."""
-        return format_number(n, 0, self.locale)
+    def count(self, n: int, signed: bool = False) -> str:
+        """A count (points, visits) in the home clinic's locale: 1.250 in pt-BR; `signed`, a
+        change with its sign (+10)."""
+        return format_number(n, 0, self.locale, signed)
 
     def calendar_events(self) -> list[dict[str, object]]:
         """FullCalendar events in the staff calendar's colours (no one else's data). Each is

@@ -1029,16 +1029,21 @@ def test_the_points_history_opens_with_the_opening_balance_and_adds_up(app_db):
     at.run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert ("Opening balance", 100) in list(zip(table["What"], table["Points"], strict=True))
-    assert table["Points"].sum() == balance
+    # counts as the clinic's locale writes them, as the balance above the table ("1,000", not
+    # "1000"), a change with its sign
+    assert ("Opening balance", "+100") in list(zip(table["What"], table["Points"], strict=True))
+    number = lambda text: int(text.replace(",", "").replace("\u2212", "-"))  # noqa: E731
+    assert sum(number(p) for p in table["Points"]) == balance
     # the balance each line left, newest first: it ends at the balance shown above it
-    assert table["Balance"].iloc[0] == balance and table["Balance"].iloc[-1] == 100
+    assert table["Balance"].iloc[0] == f"{balance:,}" and table["Balance"].iloc[-1] == "100"
     assert not any(str(v).startswith("#") for v in table["Appointment"])  # the visit in words
     # on a phone (390 px) what happened and its points come first, in columns that fit the
     # screen together, the date after them: the date first left only it and half of 'What'
     assert list(table.columns[:3]) == ["What", "Points", "Balance"], list(table.columns)
     widths = {name: c.get("width") for name, c in json.loads(at.dataframe[0].proto.columns).items()}
     assert (widths["What"], widths["Points"], widths["Balance"]) == ("medium", "small", "small")
+    aligned = {n: c.get("alignment") for n, c in json.loads(at.dataframe[0].proto.columns).items()}
+    assert aligned["Points"] == aligned["Balance"] == "right"
 
 
 def test_a_survey_answered_through_the_emailed_link_meanwhile_is_said_so_in_the_portal(app_db):

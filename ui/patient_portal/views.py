@@ -142,12 +142,13 @@ def points(view: home.Home) -> None:
     if view.locked:
         st.warning(escape(view.locked_text), icon=":material/lock:")
     # what happened and its points first, in widths that fit a phone's screen together (390
-    # px), the date after them: date first, a phone showed only it and half of 'What'
+    # px), the date after them: date first, a phone showed only it and half of 'What'. The
+    # counts are written as the metric above writes the balance (the locale's "1,000")
     rows = [
         {
             "What": r.words,
-            "Points": r.points,
-            "Balance": r.balance_after,
+            "Points": view.count(r.points, signed=True),
+            "Balance": view.count(r.balance_after),
             "When": view.ledger_time(r),
             "Appointment": view.visit_names.get(r.appointment_id, ""),
         }
@@ -161,8 +162,8 @@ def points(view: home.Home) -> None:
             key="portal_ledger",
             column_config={
                 "What": st.column_config.TextColumn(width="medium"),
-                "Points": st.column_config.NumberColumn(width="small"),
-                "Balance": st.column_config.NumberColumn(width="small"),
+                "Points": st.column_config.TextColumn(width="small", alignment="right"),
+                "Balance": st.column_config.TextColumn(width="small", alignment="right"),
             },
         )
 
