@@ -353,6 +353,16 @@ TEMPLATES: dict[str, Template] = {
         "answered (time off or an out-of-office block added, working hours changed).",
         title="Waitlist offer withdrawn",
     ),
+    "waitlist_stopped": Template(
+        "The time on {when} can no longer be booked",
+        "Dear {patient_name},\n\nSorry: we cannot book the time we offered you ({service_name} "
+        "on {when}), as {stopped}. Nothing was booked, and no time will be offered for this "
+        "waitlist entry. To choose another treatment or time, please call us." + _SIGN,
+        "Tells a waitlisted patient that the time offered can no longer be booked: the practice "
+        "withdrew the treatment they wait for, or the provider they asked for, before they "
+        "answered (their entry is offered nothing more).",
+        title="Waitlist offer no longer bookable",
+    ),
 }
 
 
@@ -389,6 +399,7 @@ ALSO: dict[str, tuple[str, ...]] = {
     "waitlist_offer": (),
     "waitlist_taken": ("provider_name",),
     "waitlist_withdrawn": ("provider_name",),
+    "waitlist_stopped": ("provider_name",),
     "proposal_answered": (*_VISIT, "message", *_CLINIC_EVENT),
     "survey_received": ("clinic_phone", "service_name", "provider_name", *_CLINIC_EVENT),
     "clinic_event": (),
@@ -453,6 +464,7 @@ SAMPLE_CONTEXT = {
     "due": "£60.00",
     "next_step": "Please pay again at the desk when you come, or in your patient portal: "
     "https://example.org/portal",
+    "stopped": "the practice no longer offers Consultation",
 }
 
 
@@ -496,6 +508,8 @@ MEANINGS = {  # what each placeholder is filled with, in words for the editor
     "due": "the amount that was due",
     "next_step": "what the patient does now: pay again in the patient portal (its link) or at "
     "the desk, or that nothing is owed any more",
+    "stopped": "what the practice withdrew: the treatment no longer offered, or the provider "
+    "who no longer works at the practice",
     "how": "how the money comes back: at the desk, or to the card within a few working days",
 }
 

@@ -32,6 +32,7 @@ from core.waitlist.entries import (
     cannot_reach,
     fits,
     services_of,
+    stopped_by,
     timing,
     treatment,
     unbookable,
@@ -316,7 +317,13 @@ def _advance(
     """Send the next queued offers (per mode), queueing new matches first when the line is too
     short. In quiet hours the queued offers wait (the opening pending, for the jobs loop); with
     nobody to offer, the opening is unfilled: the jobs loop matches it again while it is beyond
-    the minimum notice."""
+    the minimum notice. A time of a provider the practice deactivated is closed: nobody can
+    book it (lifecycle.place refuses an inactive provider), its offers are closed before
+    (_gone_meanwhile)."""
+    if not _provider_active(session, opening):  # nobody can book them: the time leaves
+        opening.status, opening.processed_at = OpeningStatus.CLOSED, now
+        _withdraw_queued(session, opening, now)
+        return 0
     offers = session.scalars(
         select(WaitlistOffer)
         .where(WaitlistOffer.opening_id == opening.id, WaitlistOffer.status.in_(OPEN))
@@ -351,6 +358,11 @@ def _advance(
         live.append(offer)
     opening.status = OpeningStatus.OFFERING if live else OpeningStatus.UNFILLED
     return len(new)
+
+
+def _provider_active(session: Session, opening: SlotOpening) -> bool:
+    provider = session.get(Provider, opening.provider_id)
+    return provider is not None and provider.active
 
 
 def open_offers(
@@ -897,8 +909,9 @@ def _closed(session: Session, offer: WaitlistOffer, now: datetime) -> str:
 
 def _withdrawn(session: Session, offer: WaitlistOffer) -> str:
     """Why a sent offer was withdrawn, as its patient reads it: another time from the waitlist
-    booked (_withdraw_elsewhere), their entry withdrawn by them or the practice (entries), or
-    the time gone from the schedule (_gone_meanwhile)."""
+    booked (_withdraw_elsewhere), their entry withdrawn by them or the practice (entries), what
+    it waits for withdrawn (_gone_meanwhile: the words accepting it is refused with), or the
+    time gone from the schedule (_gone_meanwhile)."""
     entry = offer.entry
     if entry.status == WaitlistStatus.BOOKED:
         return "This offer no longer stands: you have booked another time from our waitlist."
@@ -908,6 +921,8 @@ def _withdrawn(session: Session, offer: WaitlistOffer) -> str:
             f"{treatment(session, entry)} was withdrawn, so nothing was booked. If you did not "
             f"ask for this, please call {_call(session, offer)}."
         )
+    if gone := _no_longer_offered(session, offer):  # closed by _gone_meanwhile
+        return gone
     return (
         "This offer no longer stands: the time is no longer free, as the clinic's schedule has "
         "changed. Nothing was booked; you stay on our waitlist."
@@ -946,6 +961,9 @@ def _no_longer_offered(session: Session, offer: WaitlistOffer) -> str | None:
 
 NOT_SENT_TAKEN = "Not sent: another patient took the time before this offer went out."
 NOT_SENT_CHANGED = "Not sent: the time left the clinic's schedule before this offer went out."
+NOT_SENT_STOPPED = (
+    "Not sent: the practice withdrew what the entry waits for before this offer went out."
+)
 NOT_SENT_BOOKED = (
     "Not sent: the patient booked another time from the waitlist before this offer went out."
 )
@@ -1005,11 +1023,17 @@ def _taken(session: Session, offer: WaitlistOffer, now: datetime) -> None:
 
 
 def _close_and_tell(
-    session: Session, offer: WaitlistOffer, now: datetime, status, template: str, unsent: str
+    session: Session,
+    offer: WaitlistOffer,
+    now: datetime,
+    status,
+    template: str,
+    unsent: str,
+    **extra: str,
 ) -> None:
-    """A sent offer closes: its link is revoked and its patient told (`template`), once, only
-    where the offer reached them; an offer message still waiting (the mail server down, say) is
-    not sent (`unsent` says why), and nor is the telling."""
+    """A sent offer closes: its link is revoked and its patient told (`template`, with `extra`
+    filled in), once, only where the offer reached them; an offer message still waiting (the
+    mail server down, say) is not sent (`unsent` says why), and nor is the telling."""
     offer.status, offer.answered_at = status, now
     if offer.token_id:
         tokens.revoke(session, offer.token_id)
@@ -1020,7 +1044,7 @@ def _close_and_tell(
             session,
             session.get(Patient, offer.patient_id),
             template,
-            _context(session, offer),
+            _context(session, offer, **extra),
             channels=reached,
             waitlist_offer_id=offer.id,
         )
@@ -1029,9 +1053,14 @@ def _close_and_tell(
 def _gone_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> None:
     """Sent offers whose time went meanwhile are closed and their patients told, rather than
     left holding a time nobody can book until the hold ends (and then reading that it expired):
+    what the entry waits for withdrawn by the practice (its treatment, or the provider it names:
+    entries.stopped_by) as withdrawn, told so ("waitlist_stopped": the entry is offered nothing
+    more, so not "you stay on our waitlist"); the opening's provider deactivated, for an entry
+    for any provider, as withdrawn, told the schedule changed (it stays waiting for others);
     booked by the desk (or its cancellation undone) as taken; left out of the schedule (time off
     or an out-of-office block added, hours changed) as withdrawn. A time held by the patient's
-    own visit stays theirs, as accepting says."""
+    own visit stays theirs, as accepting says. The practice's set-up (core.practice) sits below
+    the waitlist, so the jobs loop's round does this, not the deactivation itself."""
     for offer in session.scalars(
         select(WaitlistOffer).where(
             WaitlistOffer.opening_id == opening.id,
@@ -1039,6 +1068,27 @@ def _gone_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> No
             WaitlistOffer.expires_at > now,
         )
     ).all():
+        if stopped := _stopped(session, offer.entry):
+            _close_and_tell(
+                session,
+                offer,
+                now,
+                OfferStatus.WITHDRAWN,
+                "waitlist_stopped",
+                NOT_SENT_STOPPED,
+                stopped=stopped,
+            )
+            continue
+        if not _provider_active(session, opening):
+            _close_and_tell(
+                session,
+                offer,
+                now,
+                OfferStatus.WITHDRAWN,
+                "waitlist_withdrawn",
+                NOT_SENT_CHANGED,
+            )
+            continue
         visit = timing(session, offer.entry)
         end = offer.start_at + timedelta(minutes=visit.minutes)
         found = _clashes(session, opening, offer.start_at, end, visit)
@@ -1055,6 +1105,18 @@ def _gone_meanwhile(session: Session, opening: SlotOpening, now: datetime) -> No
                 "waitlist_withdrawn",
                 NOT_SENT_CHANGED,
             )
+
+
+def _stopped(session: Session, entry: WaitlistEntry) -> str | None:
+    """What the practice withdrew that the entry waits for, as the "waitlist_stopped" message
+    words it after "as" (the portal's words, core.portal.waitlist): "the practice no longer
+    offers Peel", "Dr Test no longer works at the practice"; None when nothing is."""
+    match stopped_by(session, entry):
+        case ("treatment", names):
+            return f"the practice no longer offers {names}"
+        case ("provider", name):
+            return f"{name} no longer works at the practice"
+    return None
 
 
 def _withdraw_elsewhere(session: Session, winner: WaitlistOffer, now: datetime) -> None:
@@ -1145,6 +1207,8 @@ def _why(
         return "another patient accepted first"
     if gone := unbookable(session, entry):
         return gone.removeprefix("None: ").split(";")[0]
+    if not _provider_active(session, opening):
+        return "the provider was deactivated"
     if not notify.channels_for(patient)[0]:
         return "no message can reach the patient (consent or address)"
     if barred(patient):

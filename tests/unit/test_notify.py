@@ -733,12 +733,13 @@ def test_migration_0032_drops_the_template_and_address_indexes_and_makes_them_ag
 
 def test_every_template_and_channel_has_a_name_in_words():
     titles = {key: notify.template_title(key) for key in notify.TEMPLATES}
-    assert len(titles) == 29 and len(set(titles.values())) == 29
+    assert len(titles) == 30 and len(set(titles.values())) == 30
     assert not [t for t in titles.values() if "_" in t or not t[0].isupper()]
     assert titles["request_received"] == "Request received"
     assert titles["feedback_request"] == "Feedback request"
     assert titles["appointment_no_show"] == "Appointment no-show"
     assert titles["portal_sign_in"] == "Portal sign-in link"
+    assert titles["waitlist_stopped"] == "Waitlist offer no longer bookable"
     assert notify.template_title("retired_key") == "Retired key"  # an old message's template
     assert [notify.channel_title(c.value) for c in Channel] == ["Email", "Text message"]
 

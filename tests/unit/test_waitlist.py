@@ -2661,3 +2661,136 @@ def test_an_offers_link_says_what_became_of_it_once_its_entry_or_service_is_with
     closed_with(db, links["ann@example.org"], gone)
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(Appointment)) == 1  # the cancelled
+
+
+def _peel_wanted(db, world, day, name="Ann") -> int:
+    """`name` waits for a Peel (any provider), joining before anyone else does."""
+    _package(db, world)  # adds the Peel service
+    with db.write() as session:
+        patient = make_patient(session, first_name=name, email=f"{name.lower()}@example.org")
+        peel = session.scalar(select(Service.id).where(Service.name == "Peel"))
+        wish = entries.Wish(
+            patient.id, world.clinic_id, peel, day - timedelta(days=1), day + timedelta(days=7)
+        )
+        return entries.add_entry(session, world.staff, replace(wish, weekdays=tuple(range(7)))).id
+
+
+def _round(db) -> None:
+    """Two rounds of the jobs loop's offer step (told once)."""
+    for _ in range(2):
+        with db.write() as session:
+            offers.expire_offers(session, base_url=BASE)
+
+
+def _body(db, template: str, to: str) -> str:
+    with db.read() as session:
+        return session.scalar(
+            select(Notification.body).where(
+                Notification.template == template, Notification.to_address == to
+            )
+        )
+
+
+def test_a_treatment_withdrawn_while_its_offer_is_out_frees_the_time_for_the_next_at_once(
+    db, world
+):
+    """Ann is offered 10:00 for a peel (one at a time, Ben next for a consultation, the hold
+    two hours); the practice then stops offering peels. Her offer kept the time until the hold
+    ended while Ben waited for nothing (accepting was refused anyway). Now the jobs loop's
+    next round closes it, tells her once and truly (not 'you stay on our waitlist': no time
+    will be offered for that entry), and offers the time to Ben."""
+    rules(db, world, hold_minutes=120)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    _peel_wanted(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben")
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    link = offer_links(db)["ann@example.org"]
+    deliver(db)
+    with db.write() as session:
+        session.scalar(select(Service).where(Service.name == "Peel")).active = False
+    _round(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org", "ben@example.org"]
+    assert sent_to(db, "waitlist_stopped") == ["ann@example.org"]
+    assert sent_to(db, "waitlist_withdrawn") == sent_to(db, "waitlist_taken") == []
+    body = _body(db, "waitlist_stopped", "ann@example.org")
+    assert "as the practice no longer offers Peel. Nothing was booked, and no time will be " in (
+        " ".join(body.split())
+    )
+    assert "stay on our waitlist" not in body and "Ben" not in body
+    gone = (
+        "Sorry, we cannot book this time for you: Peel is no longer offered as it was when we "
+        "wrote. Please call Test Clinic on 020 0000 0000 to choose another treatment or time."
+    )
+    with db.read() as session:
+        assert offers.offer_view(session, link).closed == gone
+        listed = offers.list_offers(session, world.manager, clinic_id=world.clinic_id)
+        rows = {r.patient: r for r in listed}
+        assert (rows["Ann Morgan"].status, rows["Ann Morgan"].why) == (
+            "withdrawn",
+            "Peel no longer offered",
+        )
+        assert rows["Ben Morgan"].status == "sent"
+    with pytest.raises(Conflict) as refused:
+        accept(db, link)
+    assert str(refused.value) == gone
+    accept(db, offer_links(db)["ben@example.org"])  # the time is Ben's to take
+
+
+def test_a_provider_deactivated_while_offers_are_out_closes_them_and_offers_the_time_nobody(
+    db, world
+):
+    """Dr Test stops working at the practice while Ann (who asked for them) holds an offer and
+    Ben (any provider) is in line. Ann is told her entry will be offered nothing; the time
+    leaves the waitlist (nobody can book Dr Test): Ben is offered nothing, the opening closed
+    and not matched again (before: Ann's offer held the time until her hold ended, then Ben was
+    offered a time nobody could book)."""
+    rules(db, world, hold_minutes=120)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann")
+    waiting(db, world, day, name="Ben", provider=False)
+    cancel(db, world, appointment_id)
+    process(db)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    deliver(db)
+    with db.write() as session:
+        session.get(Provider, world.provider_id).active = False
+    _round(db)
+    process(db, now=utcnow() + offers.RECHECK)
+    assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    assert sent_to(db, "waitlist_stopped") == ["ann@example.org"]
+    body = " ".join(_body(db, "waitlist_stopped", "ann@example.org").split())
+    assert "as Dr Test no longer works at the practice. Nothing was booked" in body
+    with db.read() as session:
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.CLOSED
+        assert set(session.scalars(select(WaitlistOffer.status))) == {OfferStatus.WITHDRAWN}
+
+
+def test_a_provider_deactivated_tells_a_patient_waiting_for_any_provider_they_stay_waiting(
+    db, world
+):
+    """Cy, waiting for any provider, holds an offer of Dr Test's time when Dr Test stops
+    working at the practice: he is told the schedule changed and that he stays on the
+    waitlist, which is true of him (his entry is matched with the other providers)."""
+    rules(db, world, mode=Mode.FIRST_TO_ACCEPT, batch=3, hold_minutes=120)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Cy", provider=False)
+    cancel(db, world, appointment_id)
+    process(db)
+    link = offer_links(db)["cy@example.org"]
+    deliver(db)
+    with db.write() as session:
+        session.get(Provider, world.provider_id).active = False
+    _round(db)
+    assert sent_to(db, "waitlist_stopped") == []
+    assert sent_to(db, "waitlist_withdrawn") == ["cy@example.org"]
+    assert "You stay on our waitlist" in _body(db, "waitlist_withdrawn", "cy@example.org")
+    with db.read() as session:
+        assert "you stay on our waitlist" in offers.offer_view(session, link).closed
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.CLOSED
+        [row] = offers.list_offers(session, world.manager, clinic_id=world.clinic_id)
+        assert (row.status, row.why) == ("withdrawn", "the provider was deactivated")
