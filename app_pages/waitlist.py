@@ -64,9 +64,13 @@ def _first_page():
 
 
 # the table's headings in their order, and widths (px) that fit the wide layout beside the
-# sidebar at 1400 px (about 1000 px: 1400 less the sidebar and the page margins); what a
+# sidebar at 1400 px (about 940 px: 1400 less the sidebar and the page margins); what a
 # manager offers by (matches, the first) comes before the wish's details, so it is within the
-# about 820 px the table has at 1280 px, not past its edge
+# about 820 px the table has at 1280 px, not past its edge. A cell's text wraps in rows of four
+# lines (ROW_HEIGHT; the grid wraps only in rows taller than 64 px): a time of day says its
+# hours ("Early morning (before 9:00), Evening (after 17:00)", up to three of them at an en-GB
+# clinic, two at an en-US one), which one line of 80 px cut to "Early mornin"; names, the days
+# and the next match wrap to two lines, so Times of day has the width they gave up
 COLUMNS = {
     "patient": "Patient",
     "service": "Service",
@@ -80,7 +84,9 @@ COLUMNS = {
     "note": "Note",
     "source": "Source",
 }
-WIDTHS = dict(zip(COLUMNS.values(), (110, 100, 90, 60, 150, 95, 70, 80, 70, 80, 55), strict=True))
+WIDTHS = dict(zip(COLUMNS.values(), (90, 95, 80, 60, 120, 80, 75, 145, 90, 70, 55), strict=True))
+ROW_HEIGHT = 80  # four lines of text
+SHOWN = 8  # rows the table shows before it scrolls (at the default height, four and a half)
 
 st.title("Waitlist")
 if done := st.session_state.pop(DONE, None):
@@ -127,6 +133,8 @@ if rows:
             label: st.column_config.Column(label, width=width) for label, width in WIDTHS.items()
         },
         key="waitlist_table",
+        row_height=ROW_HEIGHT,
+        height=38 + min(len(rows), SHOWN) * ROW_HEIGHT,  # the heading's row and whole rows
     )  # a DataFrame shows typed notes as plain text
     entries_pager(clinic_id, page, pages, len(rows), total)  # every entry can be reached
     leaving = st.selectbox(

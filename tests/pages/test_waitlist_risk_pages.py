@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import time, timedelta
 
 import pytest
@@ -37,6 +38,7 @@ from db.models import (
     RiskScore,
     Role,
     Service,
+    TimeOfDay,
     WaitlistEntry,
     WaitlistOffer,
     WaitlistStatus,
@@ -136,6 +138,32 @@ def test_waitlist_page_lists_entries_and_shows_offers_to_managers(app_as, app_db
     manager = app_as("manager", "app_pages/waitlist.py", timeout=120)
     assert not manager.exception
     assert "Offers" in [h.value for h in manager.subheader]
+
+
+def test_the_waitlists_times_of_day_wrap_in_a_column_wide_enough_to_read(app_as, app_db):
+    """A time of day says its hours now ('Early morning (before 9:00), Evening (after 17:00)'):
+    in one line of 80 px Chromium at 1280 px showed 'Early mornin'. The grid wraps a cell's
+    text in rows taller than 64 px: rows of four lines, and Times of day 145 px wide, hold
+    three times of day at an en-GB clinic (seen in Chromium), the table still within 960 px
+    (names, days and the next match wrap to two lines instead)."""
+    database = _db(app_db)
+    with database.write() as session:
+        today = utcnow().date()
+        wish = entries.Wish(1, 1, 1, today, today + timedelta(days=10))
+        windows = (TimeOfDay.EARLY_MORNING, TimeOfDay.EVENING)
+        entries.add_entry(session, SYSTEM, replace(wish, windows=windows))
+    database.dispose()
+    staff = app_as("staff", "app_pages/waitlist.py", timeout=120)
+    assert not staff.exception
+    [table] = staff.dataframe
+    assert table.value["Times of day"].tolist() == [
+        "Early morning (before 9:00), Evening (after 17:00)"
+    ]
+    columns = json.loads(table.proto.columns)
+    widths = {name: column["width"] for name, column in columns.items() if "width" in column}
+    assert table.proto.row_height >= 80  # four lines, wrapped (the grid: above 64 px)
+    assert widths["Times of day"] >= 145 and sum(widths.values()) <= 960
+    assert min(widths.values()) >= 55  # every heading whole ("Source", the narrowest)
 
 
 def test_call_list_shows_high_risk_visits(app_as, app_db):
