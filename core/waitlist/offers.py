@@ -950,13 +950,20 @@ def _no_longer_offered(session: Session, offer: WaitlistOffer) -> str | None:
     """What the entry waits for withdrawn from the practice's list since the offer went out
     (entries.unbookable): why accepting is refused, and what the link's page reads as what
     became of the offer (it cannot be booked at any time), or None."""
-    if not unbookable(session, offer.entry):
-        return None
-    return (
-        f"Sorry, we cannot book this time for you: {treatment(session, offer.entry)} is no "
-        f"longer offered as it was when we wrote. Please call {_call(session, offer)} to choose "
-        "another treatment or time."
-    )
+    match stopped_by(session, offer.entry):
+        case ("treatment", _):
+            return (
+                f"Sorry, we cannot book this time for you: {treatment(session, offer.entry)} is "
+                f"no longer offered as it was when we wrote. Please call {_call(session, offer)} "
+                "to choose another treatment or time."
+            )
+        case ("provider", name):  # the treatment still is: another provider may give it
+            return (
+                f"Sorry, we cannot book this time for you: {name} no longer works at the "
+                f"practice. Please call {_call(session, offer)} to choose another provider or "
+                "time."
+            )
+    return None
 
 
 NOT_SENT_TAKEN = "Not sent: another patient took the time before this offer went out."

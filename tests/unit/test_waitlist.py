@@ -2755,6 +2755,7 @@ def test_a_provider_deactivated_while_offers_are_out_closes_them_and_offers_the_
     cancel(db, world, appointment_id)
     process(db)
     assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
+    link = offer_links(db)["ann@example.org"]
     deliver(db)
     with db.write() as session:
         session.get(Provider, world.provider_id).active = False
@@ -2764,6 +2765,13 @@ def test_a_provider_deactivated_while_offers_are_out_closes_them_and_offers_the_
     assert sent_to(db, "waitlist_stopped") == ["ann@example.org"]
     body = " ".join(_body(db, "waitlist_stopped", "ann@example.org").split())
     assert "as Dr Test no longer works at the practice. Nothing was booked" in body
+    gone = (  # not 'Consultation is no longer offered', which it still is
+        "Sorry, we cannot book this time for you: Dr Test no longer works at the practice. "
+        "Please call Test Clinic on 020 0000 0000 to choose another provider or time."
+    )
+    with pytest.raises(Conflict) as refused:
+        accept(db, link)
+    assert str(refused.value) == gone
     with db.read() as session:
         assert session.scalar(select(SlotOpening.status)) == OpeningStatus.CLOSED
         assert set(session.scalars(select(WaitlistOffer.status))) == {OfferStatus.WITHDRAWN}
