@@ -530,6 +530,14 @@ def offer_slot(
         raise ValidationError("Choose a time range with a start before its end.")
     if end_at <= now:
         raise ValidationError("That time has passed; choose a slot in the future.")
+    provider = session.get(Provider, provider_id)
+    if provider is None:
+        raise NotFound(f"There is no provider #{provider_id}.")
+    if not provider.active:  # lifecycle.place refuses them: an offer nobody could book
+        raise ValidationError(
+            f"{provider.name} no longer works at the practice (inactive), so nobody can book "
+            "their time: it is not offered to the waitlist. Nothing was sent."
+        )
     hold(session, f"waitlist_opening:{provider_id}")  # two managers offering it: one at a time
     # the same freed time, already queued or offered, or matched to nobody so far (its own
     # appointment's, or the very range): offered as that opening, so it is counted once

@@ -2802,3 +2802,27 @@ def test_a_provider_deactivated_tells_a_patient_waiting_for_any_provider_they_st
         assert session.scalar(select(SlotOpening.status)) == OpeningStatus.CLOSED
         [row] = offers.list_offers(session, world.manager, clinic_id=world.clinic_id)
         assert (row.status, row.why) == ("withdrawn", "the provider was deactivated")
+
+
+def test_a_deactivated_providers_freed_time_is_not_offered_by_hand_nor_by_the_jobs_loop(db, world):
+    """Dr Test stops working at the practice with a visit still booked; the desk cancels it
+    and offers its time by hand: Ann (any provider) was sent an offer nobody could book
+    (accepting refused 'the schedule has changed'). Now the manager reads why nothing was sent,
+    and the jobs loop offers the time to nobody either."""
+    rules(db, world)
+    day = future_day()
+    appointment_id = booked(db, world, day)
+    waiting(db, world, day, name="Ann", provider=False)
+    with db.write() as session:
+        session.get(Provider, world.provider_id).active = False
+    cancel(db, world, appointment_id)
+    with db.write() as session, pytest.raises(ValidationError) as refused:
+        offers.offer_freed(session, world.manager, appointment_id, base_url=BASE)
+    assert str(refused.value) == (
+        "Dr Test no longer works at the practice (inactive), so nobody can book their time: it "
+        "is not offered to the waitlist. Nothing was sent."
+    )
+    process(db)
+    assert sent_to(db, "waitlist_offer") == []
+    with db.read() as session:
+        assert session.scalar(select(SlotOpening.status)) == OpeningStatus.CLOSED
