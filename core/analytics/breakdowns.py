@@ -34,6 +34,7 @@ from core.analytics.cancellation_parts import (
 from core.kernel.authz import Actor, Permission, ensure
 from core.kernel.clock import to_local
 from core.kernel.errors import ValidationError
+from core.scheduling.states import STATUS_WORDS
 from db.models import Appointment, Clinic, Package, Patient, Provider, Service, SurveyResponse
 
 # the group's key in SQL (0: none recorded); by service, a visit booked as a package is keyed
@@ -232,7 +233,8 @@ def appointments_behind(
             "#": r[0],
             "Start": to_local(r[1], r[4]).replace(tzinfo=None),
             "Clinic": r[5],  # whose time the start is in (all clinics: several zones)
-            "Status": r[2].value.replace("_", " ") + (" (late)" if r[3] else ""),
+            # as the calendar names the state ('no-show'), not its stored value ('no_show')
+            "Status": STATUS_WORDS[r[2]] + (" (late)" if r[3] else ""),
             "Patient": f"{r[6] or ''} {r[7] or ''}".strip(),
             "Provider": r[8] or "",
             # a package's visit by its package, as the by-service chart counts it
