@@ -893,10 +893,10 @@ class PatientPayment:
     id: int
     when: str  # paid (or recorded), clinic-local (the zone named when not the practice's)
     appointment_id: int | None
-    kind: str  # prepayment, deposit, fee, refund
+    kind: str  # in words: 'deposit', 'no-show fee', 'fee given back' (prepay.payment_words)
     method: str  # as the appointment's Payments says it: "Card (desk)", "Cash", "Points"
     amount: str  # in the payment's own currency, the clinic's locale
-    status: str
+    status: str  # in words: 'paid', 'to give back' (prepay.STATUS_WORDS)
 
 
 @dataclass(frozen=True)
@@ -935,26 +935,28 @@ def patient_money(
     ensure(actor, Permission.PATIENTS_READ)
     ensure(actor, Permission.APPOINTMENTS_READ)
     rows = session.execute(
-        select(Payment, Appointment)
+        select(Payment, Appointment, LedgerEntry.kind)
         .outerjoin(Appointment, Appointment.id == Payment.appointment_id)
+        .outerjoin(LedgerEntry, LedgerEntry.id == Payment.ledger_entry_id)  # a fee's own words
         .where(Payment.patient_id == patient_id)
         .order_by(func.coalesce(Payment.paid_at, Payment.created_at).desc(), Payment.id.desc())
         .limit(limit + 1)
     ).all()
     practice = clinic_format(session)
     payments = []
-    for p, visit in rows[:limit]:
+    for p, visit, fee in rows[:limit]:
         fmt = money_format(visit.clinic) if visit else practice
+        what, status = prepay.payment_words(p.kind, p.status, fee)
         payments.append(
             PatientPayment(
                 p.id,
                 # on the visit's clinic's clock, its zone named where it is not the practice's
                 fmt.moment(p.paid_at or p.created_at, zone=fmt.timezone != practice.timezone),
                 p.appointment_id,
-                p.kind.replace("_", " "),
+                what,
                 prepay.METHOD_LABELS.get(p.method, p.method),
                 payment_money(p, fmt),
-                p.status.replace("_", " "),
+                status,
             )
         )
     owed: list[Owed] = []

@@ -74,6 +74,33 @@ DESK_METHODS = ("card", "cash")
 
 METHOD_LABELS = {"points": "Points", "card": "Card (desk)", "cash": "Cash", "stripe": "Card"}
 
+# a payment's kind and state as the desk reads them, not their stored values ('fee_refund',
+# 'refund_due'); a fee, and a fee's money given back, by the fee's own words (payment_words)
+KIND_WORDS = {
+    "prepayment": "prepayment",
+    "deposit": "deposit",
+    "fee": "fee",
+    "refund": "refund",
+    "fee_refund": "fee given back",
+}
+STATUS_WORDS = {
+    "pending": "not paid yet",
+    "paid": "paid",
+    "refund_due": "to give back",
+    "refunded": "given back",
+    "failed": "failed",
+}
+
+
+def payment_words(kind: str, status: str, fee: LedgerKind | str | None = None) -> tuple[str, str]:
+    """What a payment is and where it stands, in words: ('no-show fee given back', 'to give
+    back'), a fee named by its ledger entry's kind `fee` (policy.FEE_WORDS) where it has one; a
+    value no dictionary knows (none should) as stored, its underscores spaced."""
+    what = KIND_WORDS.get(kind) or kind.replace("_", " ")
+    if fee is not None and kind in ("fee", "fee_refund"):
+        what = what.replace("fee", policy.FEE_WORDS[LedgerKind(fee)], 1)
+    return what, STATUS_WORDS.get(status) or status.replace("_", " ")
+
 
 def paid_cents(session: Session, appointment_id: int) -> int:
     """Money and points (at their value when paid) received for the appointment, less refunds."""

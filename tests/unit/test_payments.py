@@ -740,7 +740,7 @@ def test_the_patients_record_says_what_they_paid_last_and_what_they_owe(db, worl
         money = records.patient_money(s, world.staff, world.patient_id)
     assert [(p.appointment_id, p.kind, p.method, p.amount) for p in money.payments] == [
         (coming, "deposit", "Card (desk)", "£5.00"),
-        (missed, "fee", "Card (desk)", "£30.00"),
+        (missed, "no-show fee", "Card (desk)", "£30.00"),
         (missed, "prepayment", "Cash", "£20.00"),
     ]
     assert [(o.appointment_id, o.what, o.amount) for o in money.owed] == [
@@ -761,6 +761,38 @@ def test_the_patients_record_says_what_they_paid_last_and_what_they_owe(db, worl
     assert [(o.appointment_id, o.what, o.amount) for o in owed] == [
         (missed, "no-show fee", "£15.00"),
         (coming, "deposit still to pay", "£20.00"),
+    ]
+
+
+def test_the_patients_record_names_each_payment_in_words_not_its_stored_values(db, world):
+    """The record's payments said what each was and where it stands as stored, spaced: a paid
+    no-show fee 'fee', its money due back once waived 'fee refund' and 'refund due'. Each is now
+    named as the desk says it (prepay.KIND_WORDS, STATUS_WORDS; a fee by its kind, FEE_WORDS)."""
+    from core.patients import records
+
+    missed = _appointment(db, world, hours_ahead=-48)
+    with db.write() as s:
+        s.get(Appointment, missed).status = AppointmentStatus.NO_SHOW
+        fee = LedgerEntry(
+            patient_id=world.patient_id,
+            appointment_id=missed,
+            kind=LedgerKind.NO_SHOW_FEE,
+            amount_cents=3000,
+        )
+        s.add(fee)
+        s.flush()
+        fee_id = fee.id
+    with db.write() as s:
+        desk.pay_fee(s, world.staff, fee_id, method="card", provider=DeskProvider())
+    with db.write() as s:
+        desk.waive_fee(s, world.owner, fee_id, "Flat tyre")
+        desk.record_desk_payment(s, world.staff, missed, amount_cents=2000, method="cash")
+    with db.read() as s:
+        money = records.patient_money(s, world.staff, world.patient_id)
+    assert [(p.kind, p.status) for p in money.payments] == [
+        ("prepayment", "paid"),
+        ("no-show fee given back", "to give back"),
+        ("no-show fee", "paid"),
     ]
 
 
