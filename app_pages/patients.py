@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.patients import invitations
 from core.patients import records as patients
+from core.scheduling.states import STATUS_WORDS
 from ui import actor, refresh, run_action, settings
 from ui.appointment_messages import patient_export_button, patient_messages_panel
 from ui.caches import cached
@@ -149,7 +150,7 @@ show_table(
                 "Service": v.service,
                 "Provider": v.provider,
                 "Clinic": v.clinic,
-                "Status": v.status,
+                "Status": STATUS_WORDS[v.status],  # 'no-show', not its stored 'no_show'
                 "Booked by": v.booked_by,
             }
             for v in visits

@@ -804,6 +804,8 @@ class PatientAppointment:
     service: str
     provider: str
     clinic: str
+    # stored ('no_show'): the page names it as the calendar does (core.scheduling.states'
+    # STATUS_WORDS, which this package, below scheduling, does not import)
     status: str
     booked_by: str  # a staff name, or "Online appointment · <time>"
 
@@ -857,7 +859,7 @@ def list_patient_appointments(
                 named.get(a.id, service or ""),
                 provider or "",
                 clinic,
-                a.status.value.replace("_", " "),
+                a.status.value,
                 booked_by_label(a.source, creator, a.booked_at, local, zone=tz != home),
             )
         )

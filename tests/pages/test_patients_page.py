@@ -190,6 +190,17 @@ def test_online_appointments_show_online_and_the_time_instead_of_a_name(app_as, 
     assert any(t.value.startswith("Next visit: ") for t in at.text)  # answered at the top
 
 
+def test_the_records_visits_name_their_state_as_the_calendar_does(app_as, app_db):
+    """A missed visit on the record read 'no show' (its stored value, the underscore spaced);
+    it reads 'no-show', as the calendar and the visit's page name it (STATUS_WORDS)."""
+    from db.models import AppointmentStatus
+
+    at = _open(app_as, _latest_visit_of(app_db, Appointment.status == AppointmentStatus.NO_SHOW))
+    visits = next(d.value for d in at.dataframe if "Booked by" in d.value.columns)
+    assert "no-show" in set(visits["Status"]), set(visits["Status"])
+    assert not any("_" in s or s in ("no show", "checked in") for s in visits["Status"])
+
+
 def test_a_visit_at_the_clinic_of_another_zone_names_its_zone_in_the_records_list(app_as, app_db):
     """The demo's two clinics keep two clocks: a visit at the second (another zone than the
     practice's first clinic) names its zone in the Appointments table; one at the first does
