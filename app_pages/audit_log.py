@@ -7,6 +7,10 @@ import streamlit as st
 
 from core.kernel import accounts, audit
 from core.kernel.clock import local_days_bounds, to_local, utcnow
+from core.patients import invitations
+from core.payments import points, prepay
+from core.policy.cancellation import FEE_WORDS
+from core.scheduling.states import STATUS_WORDS
 from ui import actor, shown
 from ui.caches import cached
 from ui.context import read
@@ -14,6 +18,16 @@ from ui.locale import date_picker, display_format, in_currency
 from ui.text import show_table
 
 PAGE_SIZE = 200
+# the app's stored codes as every other screen names them ('no-show', 'no-show fee', 'to give
+# back'), each from its own dictionary; the events stay as recorded
+WORDS = audit.value_words(
+    STATUS_WORDS,
+    FEE_WORDS,
+    prepay.KIND_WORDS,
+    prepay.STATUS_WORDS,
+    points.LABELS,
+    invitations.LABELS,
+)
 
 
 @cached("audit", ttl=15, max_entries=50)
@@ -42,15 +56,13 @@ def _events(current, user_id, action, patient, appointment_id, since, until, pag
                 "Patient": e.patient,
                 "Record": e.record,
                 "Open": f"/appointment?id={e.appointment_id}" if e.appointment_id else None,
-                # stored codes in words: 'checked_in' reads 'checked in'
-                "Change": " → ".join(
-                    s.replace("_", " ") for s in (e.from_status, e.to_status) if s
-                ),
+                # stored codes in words: 'checked_in' reads 'checked-in'
+                "Change": audit.change_text(e.from_status, e.to_status, WORDS),
                 "Reason": e.reason,
                 "Message": e.message,
                 # an amount in its clinic's currency, where the event says which clinic
                 "Details": audit.details_text(
-                    e.details, in_currency(shown, e.currency) if e.currency else shown
+                    e.details, in_currency(shown, e.currency) if e.currency else shown, WORDS
                 ),
             }
             for e in rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -365,26 +366,58 @@ _STORED_TIME = re.compile(
 )
 
 
-def details_text(details: Any, fmt: ClinicFormat) -> str:
+def value_words(*vocabularies: Mapping[str, str]) -> dict[str, str]:
+    """One map from the app's stored codes to the words their own dictionaries give them
+    (core.scheduling.states.STATUS_WORDS, core.policy.cancellation.FEE_WORDS, ...; the kernel
+    imports none of them: the screen hands them over), for `details_text` and `change_text`.
+    A code written with an underscore only ('no_show', 'refund_due'): a plain word ('pending')
+    is English already, and is an invitation's, a feedback's or an opening's state alike. A code
+    two dictionaries name apart is refused (ValueError): no record reads another's words; named
+    alike but for a capital ('No-show fee' where it stands alone), the first dictionary's words."""
+    words: dict[str, str] = {}
+    for vocabulary in vocabularies:
+        for code, said in vocabulary.items():
+            code = str(code)
+            if "_" not in code:
+                continue
+            if words.setdefault(code, said).casefold() != said.casefold():
+                raise ValueError(f"'{code}' is named both '{words[code]}' and '{said}'.")
+    return words
+
+
+def change_text(
+    from_status: str | None, to_status: str | None, words: Mapping[str, str] | None = None
+) -> str:
+    """An event's change as a reader takes it: 'checked-in → no-show', each state in `words`
+    (value_words) where it names it, otherwise as stored with its underscores spaced."""
+    words = words or {}
+    return " → ".join(words.get(s) or s.replace("_", " ") for s in (from_status, to_status) if s)
+
+
+def details_text(details: Any, fmt: ClinicFormat, words: Mapping[str, str] | None = None) -> str:
     """An event's details as a reader takes them, stored values unchanged: 'key: value' pairs
     joined by '; ', a nested record in parentheses, a stored UTC moment in the clinic's zone and
     locale, a day in its locale, yes or no, an amount stored in cents (a key ending in 'cents')
     as money in `fmt`'s currency ('late-cancellation fee: £30.00', not 'late cancel fee cents:
     3000': a policy's fees named as every screen names them, KEY_WORDS); an empty value
     (None, the text 'None' that exports used to store for a filter not set, '', [] or {}) is
-    left out."""
-    return _detail(details, fmt)
+    left out; a stored code the app names in `words` (value_words) in those words ('kind:
+    no-show fee', not 'kind: no_show_fee'), on the screen only: the event stays as recorded."""
+    return _detail(details, fmt, words=words or {})
 
 
-def _detail(value: Any, fmt: ClinicFormat, money: bool = False) -> str:
+def _detail(
+    value: Any, fmt: ClinicFormat, money: bool = False, words: Mapping[str, str] | None = None
+) -> str:
+    words = words or {}
     if isinstance(value, dict):
         pairs = (
-            (_key(str(k), value), _part(v, fmt, money or _in_cents(str(k))))
+            (_key(str(k), value), _part(v, fmt, money or _in_cents(str(k)), words))
             for k, v in value.items()
         )
         return "; ".join(f"{key}: {shown}" for key, shown in pairs if shown)
     if isinstance(value, list | tuple):
-        return ", ".join(shown for v in value if (shown := _part(v, fmt, money)))
+        return ", ".join(shown for v in value if (shown := _part(v, fmt, money, words)))
     if isinstance(value, bool):
         return "yes" if value else "no"
     if money and isinstance(value, int):
@@ -394,6 +427,8 @@ def _detail(value: Any, fmt: ClinicFormat, money: bool = False) -> str:
     text = "" if value is None else str(value).strip()
     if text == "None":
         return ""
+    if text in words:
+        return words[text]
     if _STORED_TIME.fullmatch(text):
         try:
             moment = datetime.fromisoformat(text)
@@ -425,7 +460,9 @@ def _key(key: str, record: dict) -> str:
 KEY_WORDS = {"late_cancel_fee": "late-cancellation fee", "no_show_fee": "no-show fee"}
 
 
-def _part(value: Any, fmt: ClinicFormat, money: bool = False) -> str:
+def _part(
+    value: Any, fmt: ClinicFormat, money: bool = False, words: Mapping[str, str] | None = None
+) -> str:
     """A value inside a record or list; a nested record in parentheses."""
-    shown = _detail(value, fmt, money)
+    shown = _detail(value, fmt, money, words)
     return f"({shown})" if shown and isinstance(value, dict) else shown

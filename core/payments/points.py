@@ -19,6 +19,7 @@ from core.kernel.errors import NotFound, ValidationError
 from core.payments.rules import get_settings
 from core.policy import balance
 from core.policy.balance import delta
+from core.policy.cancellation import FEE_WORDS
 from db.models import Appointment, AppointmentStatus, LedgerEntry, LedgerKind, Patient
 from db.types import utcnow
 
@@ -30,8 +31,9 @@ LABELS = {
     LedgerKind.POINTS_SPENT: "Spent on a prepayment",
     LedgerKind.POINTS_ADJUSTED: "Adjusted by the practice",
     LedgerKind.POINTS_REFUNDED: "Given back",
-    LedgerKind.LATE_CANCEL_FEE: "Late-cancellation fee",
-    LedgerKind.NO_SHOW_FEE: "No-show fee",
+    # a fee as every screen names it (FEE_WORDS), capitalised where it stands alone
+    LedgerKind.LATE_CANCEL_FEE: FEE_WORDS[LedgerKind.LATE_CANCEL_FEE].capitalize(),
+    LedgerKind.NO_SHOW_FEE: FEE_WORDS[LedgerKind.NO_SHOW_FEE].capitalize(),
 }
 MAX_ADJUST = 100_000
 

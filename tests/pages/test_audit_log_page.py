@@ -10,7 +10,7 @@ from core.kernel.authz import SYSTEM
 from core.kernel.config import load_settings
 from core.kernel.money import ClinicFormat
 from core.startup import open_database
-from db.models import Appointment, Clinic, Patient
+from db.models import Appointment, AuditEvent, Clinic, Patient
 
 APPLY = "FormSubmitter:audit_filters-Apply"
 
@@ -141,7 +141,44 @@ def test_a_change_of_status_reads_in_words(app_as, app_db):
         )
     database.dispose()
     table = app_as("owner", "app_pages/audit_log.py").dataframe[0].value
-    assert set(table[table.Record == "Appointment #58"].Change) == {"scheduled → checked in"}
+    assert set(table[table.Record == "Appointment #58"].Change) == {"scheduled → checked-in"}
+
+
+def test_a_stored_code_in_the_details_or_the_change_reads_as_the_screens_name_it(app_as, app_db):
+    """Before, an event's details and change showed the app's stored codes: 'kind: no_show_fee;
+    status: no_show; payment: fee_refund, refund_due' and 'checked in → no show'. They read as
+    every other screen names them (STATUS_WORDS, FEE_WORDS, prepay's KIND_WORDS and
+    STATUS_WORDS); the event is stored as recorded."""
+    database = open_database(
+        load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
+    )
+    details = {
+        "kind": "no_show_fee",
+        "status": "no_show",
+        "payment": ["fee_refund", "refund_due"],
+        "note": "pending",  # a plain word: as stored
+    }
+    with database.write() as session:
+        audit.record(
+            session,
+            SYSTEM,
+            "no_show",
+            "appointment",
+            59,
+            from_status="checked_in",
+            to_status="no_show",
+            details=details,
+        )
+    with database.read() as session:
+        stored = session.scalars(select(AuditEvent).where(AuditEvent.entity_id == 59)).one()
+        assert stored.details == details and stored.to_status == "no_show"  # history as recorded
+    database.dispose()
+    table = app_as("owner", "app_pages/audit_log.py").dataframe[0].value
+    row = table[table.Record == "Appointment #59"].iloc[0]
+    assert row.Change == "checked-in → no-show"
+    assert row.Details == (
+        "kind: no-show fee; status: no-show; payment: fee given back, to give back; note: pending"
+    )
 
 
 def test_an_amount_reads_as_money(app_as, app_db):

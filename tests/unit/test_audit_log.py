@@ -163,6 +163,30 @@ def test_amounts_read_as_money_in_their_clinics_currency():
     )
 
 
+def test_a_stored_code_reads_as_its_own_dictionary_names_it_and_only_a_code():
+    """The audit log's screen names a stored code ('no_show', 'no_show_fee', 'refund_due') in
+    the words its vocabulary gives it, in details (a nested record and a list too) and in a
+    change; a plain word ('pending', which is an invitation's and a feedback's) and a value no
+    dictionary knows stay as stored; two dictionaries naming one code apart are refused."""
+    pounds = ClinicFormat(timezone="Europe/London", locale="en-GB", currency="GBP")
+    words = audit.value_words(
+        {"no_show": "no-show", "pending": "Feedback asked for"}, {"no_show_fee": "no-show fee"}
+    )
+    assert words == {"no_show": "no-show", "no_show_fee": "no-show fee"}
+    details = {"kind": "no_show_fee", "to": {"status": "no_show"}, "of": ["no_show", "odd_code"]}
+    details["via"] = "pending"
+    assert audit.details_text(details, pounds, words) == (
+        "kind: no-show fee; to: (status: no-show); of: no-show, odd_code; via: pending"
+    )
+    assert audit.details_text(details, pounds).startswith("kind: no_show_fee;")  # no words given
+    assert audit.change_text("checked_in", "no_show", words) == "checked in → no-show"
+    assert audit.change_text(None, "scheduled", words) == "scheduled"
+    with pytest.raises(ValueError, match="no_show"):
+        audit.value_words({"no_show": "no-show"}, {"no_show": "missed"})
+    alike = audit.value_words({"no_show_fee": "no-show fee"}, {"no_show_fee": "No-show fee"})
+    assert alike == {"no_show_fee": "no-show fee"}  # but for a capital: the first's words
+
+
 def test_an_events_amounts_are_in_the_currency_of_its_appointments_or_policys_clinic(db, world):
     with db.write() as s:
         s.get(Clinic, world.clinic_id).currency = "EUR"
