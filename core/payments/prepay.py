@@ -195,9 +195,9 @@ def badges(session: Session, appointment_ids: list[int] | Select) -> dict[int, s
 class PaymentRow:
     id: int
     at: datetime
-    kind: str
+    kind: str  # stored ('fee_refund'), as the rules read it; `what` says it in words
     method: str
-    status: str
+    status: str  # its stored value spaced ('refund due'), as the rules read it; `state`: words
     amount: str
     amount_cents: int
     points: int
@@ -206,6 +206,9 @@ class PaymentRow:
     last_error: str = ""  # a card refund the provider refused (or left unanswered): its words
     handed_back: bool = False  # a refund made by staff at the desk, not sent by the provider
     unanswered_at: datetime | None = None  # it may have been made (Payment's column)
+    # in words (payment_words): 'no-show fee given back', 'to give back'
+    what: str = ""
+    state: str = ""
 
     @property
     def unsettled(self) -> bool:
@@ -216,6 +219,9 @@ class PaymentRow:
 
 
 def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
+    query = query.add_columns(LedgerEntry.kind).outerjoin(  # a fee named by its own kind
+        LedgerEntry, LedgerEntry.id == Payment.ledger_entry_id
+    )
     return [
         PaymentRow(
             p.id,
@@ -231,8 +237,9 @@ def _rows(session: Session, query, fmt: ClinicFormat) -> list[PaymentRow]:
             p.last_error,
             p.kind in REFUND_KINDS and p.recorded_by_user_id is not None,
             p.unanswered_at,
+            *payment_words(p.kind, p.status, fee),
         )
-        for p in session.scalars(query)
+        for p, fee in session.execute(query)
     ]
 
 

@@ -789,10 +789,17 @@ def test_the_patients_record_names_each_payment_in_words_not_its_stored_values(d
         desk.record_desk_payment(s, world.staff, missed, amount_cents=2000, method="cash")
     with db.read() as s:
         money = records.patient_money(s, world.staff, world.patient_id)
+        rows = prepay.list_payments(s, world.staff, missed)
     assert [(p.kind, p.status) for p in money.payments] == [
         ("prepayment", "paid"),
         ("no-show fee given back", "to give back"),
         ("no-show fee", "paid"),
+    ]
+    # the appointment's payments say the same (its kind and status stay stored for its rules)
+    assert [(r.kind, r.what, r.state) for r in rows] == [
+        ("fee", "no-show fee", "paid"),
+        ("fee_refund", "no-show fee given back", "to give back"),
+        ("prepayment", "prepayment", "paid"),
     ]
 
 
