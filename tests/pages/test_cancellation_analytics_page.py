@@ -767,7 +767,7 @@ def test_a_click_lists_the_appointments_its_rate_is_over(app_as, app_db):
     at.session_state["cancel_chart_weekday"] = chart_click(1, 1)  # Tuesday's no-show bar
     at.run()
     heads, count, table = listed()
-    assert set(table["Status"]) <= {"no show", "completed", "checked in"}
+    assert set(table["Status"]) <= {"no-show", "completed", "checked-in"}
     assert count.startswith(f"{tuesday_due:,} visits due") and len(table) == min(tuesday_due, 200)
     assert heads == ["Appointments behind Tuesday, no-show rate: the visits due"]
     # the dotted no-show line's one week a year earlier
@@ -778,7 +778,7 @@ def test_a_click_lists_the_appointments_its_rate_is_over(app_as, app_db):
     heads, count, table = listed()
     then = to_local(visit.start_at - timedelta(days=364), tz).replace(tzinfo=None)
     assert list(table["Start"]) == [then] * 3
-    assert sorted(table["Status"]) == ["completed", "completed", "no show"]
+    assert sorted(table["Status"]) == ["completed", "completed", "no-show"]
     assert count.startswith("3 visits due")
     assert heads[0].endswith("(a year earlier), no-show rate: the visits due"), heads
 
