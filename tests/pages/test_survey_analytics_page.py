@@ -580,7 +580,9 @@ def test_choosing_a_provider_changes_every_figure_to_their_responses(app_as, app
     assert metric(at, "NPS") == f"{s.nps:+.0f}"
     assert metric(at, "Average rating") == f"{s.mean:.2f} / 5"
     deltas = {m.label: m.proto.delta for m in at.metric}
-    change = f"{s.responses - p.responses:+,} vs previous period (n={p.responses:,})"
+    grew = s.responses - p.responses  # a change of none has no sign ("0"), as Babel writes it
+    change = f"{grew:+,}" if grew else "0"
+    change += f" vs previous period (n={p.responses:,})"
     assert deltas["Responses"] == change, deltas
     titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("echarts_chart")]
     assert titles[1] == f"Overall rating · n = {s.rating_n:,} ratings"
