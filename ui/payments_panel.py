@@ -55,9 +55,9 @@ def _row(r: prepay.PaymentRow, when) -> dict[str, object]:
     return {
         "Ref": r.reference,
         "When": escape(when(r.at)),
-        "Kind": escape(r.kind),
+        "Kind": escape(r.what),  # in words ('no-show fee given back'), not as stored
         "Method": escape(r.method),
-        "Status": escape(r.status),
+        "Status": escape(r.state),
         "Amount": escape(r.amount),
         "Points": str(r.points) if r.points else "",
         "Note": escape(_note(r)),

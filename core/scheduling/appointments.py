@@ -143,7 +143,7 @@ def get_appointment_detail(
         HistoryEntry(
             clinic_time(clinic, e.at),
             e.actor_label,
-            e.action.replace("_", " "),
+            audit.action_words(e.action),  # "Marked no-show", as the audit log says it
             e.from_status or "",
             e.to_status or "",
             e.reason or "",

@@ -139,7 +139,7 @@ def test_check_in_only_on_the_day_and_a_check_in_can_be_undone(app_as, app_db):
     at.button(key=f"appointment_{arrived}_go").click().run()
     assert any("Undo check-in: done." in s.value for s in at.success), [e.value for e in at.error]
     assert _first(app_db, Appointment.id == arrived)[1] == AppointmentStatus.SCHEDULED
-    assert "undo check in" in _cells(at)
+    assert "Check-in undone" in _cells(at)  # the audit log's words
 
 
 def test_no_show_says_what_it_will_do_before_it_is_recorded(app_as, app_db):
@@ -179,7 +179,7 @@ def test_a_no_show_recorded_today_can_be_undone(app_as, app_db):
         e.value for e in at.error
     ]
     assert _first(app_db, Appointment.id == started)[1] == AppointmentStatus.SCHEDULED
-    assert "undo no show" in _cells(at)
+    assert "No-show undone" in _cells(at)
     # a no-show with no record of being recorded today is not offered the undo
     earlier = _add(app_db, today_in(-5), AppointmentStatus.NO_SHOW)
     at = _open(app_as, "staff", earlier)
@@ -250,6 +250,11 @@ def test_a_refused_card_refund_shows_its_typed_note_and_the_last_attempt(app_as,
         r"Waived: \*kind\* patient · Last attempt: Stripe did not make the refund: "
         "No such payment_intent"
     ) in notes, notes
+    # what each payment is and where it stands, in words, as on the patient's record
+    rows = [
+        (k, s) for t in at.table for k, s in zip(t.value["Kind"], t.value["Status"], strict=True)
+    ]
+    assert ("refund", "to give back") in rows and ("prepayment", "paid") in rows, rows
 
 
 def test_declining_a_proposal_made_for_a_change_request_says_the_booking_stays(app_as, app_db):
@@ -371,7 +376,7 @@ def test_a_cancellation_made_elsewhere_while_the_form_was_open_is_said(app_as, a
     at.button(key=f"{p}_go").click().run()
     said = " ".join(w.value for w in at.warning)
     assert f"Appointment #{appointment_id} was changed by Max Manager at " in said, said
-    assert "(cancel)" in said and "it is now cancelled" in said.lower()
+    assert "(Appointment cancelled)" in said and "it is now cancelled" in said.lower()
     assert any("Nothing more can be done" in c.value for c in at.caption)
     at.run()  # said once
     assert not any("was changed by" in w.value for w in at.warning)
@@ -594,7 +599,7 @@ def test_a_flag_left_on_a_decided_request_can_be_marked_checked_where_it_is_show
     assert any("The flag is cleared." in s.value for s in at.success), [e.value for e in at.error]
     assert notice not in [w.value for w in at.warning]
     assert not [r for r in at.radio if (r.key or "").endswith("_flag_choice")]
-    assert "request flag cleared" in _cells(at)  # in the visit's history, with who and when
+    assert "Request flag cleared" in _cells(at)  # in the visit's history, with who and when
     database = _db(app_db)
     with database.read() as session:
         flag = session.scalars(select(RequestFlag).where(RequestFlag.appointment_id == visit)).one()

@@ -143,8 +143,8 @@ def test_detail_shows_origin_history_and_actions(db, world):
     assert detail.status == "scheduled" and detail.fhir_status == "booked"
     assert "10:00" in detail.when and detail.provider_name == "Dr Test"
     assert [(h.action, h.from_status, h.to_status) for h in detail.history] == [
-        ("request", "", "requested"),
-        ("approve", "requested", "scheduled"),
+        ("Appointment requested", "", "requested"),  # the audit log's words, not its codes
+        ("Request approved", "requested", "scheduled"),
     ]
     assert detail.history[1].who == "Manager" and detail.history[1].message == "Welcome"
     assert Action.CANCEL in detail.actions and Action.CHECK_IN in detail.actions
