@@ -70,7 +70,10 @@ def _first_page():
 # lines (ROW_HEIGHT; the grid wraps only in rows taller than 64 px): a time of day says its
 # hours ("Early morning (before 9:00), Evening (after 17:00)", up to three of them at an en-GB
 # clinic, two at an en-US one), which one line of 80 px cut to "Early mornin"; names, the days
-# and the next match wrap to two lines, so Times of day has the width they gave up
+# and the next match wrap to two lines, so Times of day has the width they gave up. Weekdays
+# holds every day's "MTWTFSS" and Service a package's name with its services ("Consultation
+# and blood test (Consultation + Blood test)": its longest word on one line), from the next
+# match (still two lines) and the note
 COLUMNS = {
     "patient": "Patient",
     "service": "Service",
@@ -84,7 +87,7 @@ COLUMNS = {
     "note": "Note",
     "source": "Source",
 }
-WIDTHS = dict(zip(COLUMNS.values(), (90, 95, 80, 60, 120, 80, 75, 145, 90, 70, 55), strict=True))
+WIDTHS = dict(zip(COLUMNS.values(), (90, 115, 75, 60, 100, 80, 85, 145, 90, 65, 55), strict=True))
 ROW_HEIGHT = 80  # four lines of text
 SHOWN = 8  # rows the table shows before it scrolls (at the default height, four and a half)
 

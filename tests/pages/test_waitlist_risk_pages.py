@@ -166,6 +166,35 @@ def test_the_waitlists_times_of_day_wrap_in_a_column_wide_enough_to_read(app_as,
     assert min(widths.values()) >= 55  # every heading whole ("Source", the narrowest)
 
 
+def test_the_waitlists_weekdays_and_package_names_read_whole(app_as, app_db):
+    """In Chromium at 1280 px the Weekdays cell showed 'MTWTFS' of every day's 'MTWTFSS' (75
+    px), and a package's name 'Consultation and blood test (Consultation + Blood test)' was cut
+    at '(Consultatio' (95 px: its longest word did not fit a line). Weekdays 85 px and Service
+    115 px read them whole in four lines (seen), the table still within 960 px (the next match
+    gave up 20 px and still wraps to two lines, the provider 5, the note 5)."""
+    from db.models import Package
+
+    database = _db(app_db)
+    with database.write() as session:
+        today = utcnow().date()
+        package = session.scalars(select(Package).order_by(Package.id)).first()
+        name = package.name
+        wish = entries.Wish(1, 1, None, today, today + timedelta(days=10))
+        entries.add_entry(
+            session, SYSTEM, replace(wish, package_id=package.id, weekdays=tuple(range(7)))
+        )
+    database.dispose()
+    staff = app_as("staff", "app_pages/waitlist.py", timeout=120)
+    assert not staff.exception
+    [table] = staff.dataframe
+    assert table.value["Weekdays"].tolist() == ["MTWTFSS"]
+    assert table.value["Service"].tolist()[0].startswith(name + " (")
+    columns = json.loads(table.proto.columns)
+    widths = {name: column["width"] for name, column in columns.items() if "width" in column}
+    assert widths["Weekdays"] >= 85 and widths["Service"] >= 115
+    assert sum(widths.values()) <= 960 and table.proto.row_height >= 80
+
+
 def test_call_list_shows_high_risk_visits(app_as, app_db):
     ident = _upcoming_with_risk(app_db, 0.42)
     calls = app_as("staff", "app_pages/call_list.py", timeout=120)
