@@ -160,29 +160,62 @@ def entries_pager(clinic_id: int, page: int, pages: int, shown: int, total: int)
     )
 
 
+# the Offers table within the about 820 px the main column has at 1280 px beside the sidebar
+# (eleven columns of automatic width came to about 1,520 px: the why, the mode and the times
+# past the edge). What reads together shares a cell: the slot and what freed it, the offer's
+# state and why, when it went out and how long it holds; cells wrap in rows of four lines (the
+# grid wraps only in rows taller than 64 px), so a package's name ("Consultation and blood
+# test (Consultation + Blood test)"), a why and "Several at once, first to accept wins" read
+# whole. Widths in px, heading by heading
+OFFER_WIDTHS = {
+    "Slot (freed by)": 120,
+    "Provider": 80,
+    "Patient": 90,
+    "Service": 105,  # "(Consultation" on one line
+    "Rank": 45,
+    "Offer": 150,  # "withdrawn: no message can reach the patient (consent or address)"
+    "Sent (holds until)": 125,
+    "Sent as": 90,
+}
+OFFER_ROW_HEIGHT = 80  # four lines of text
+OFFERS_SHOWN = 8  # rows the table shows before it scrolls
+
+
+def _offer_state(row: offers.OfferRow) -> str:
+    return f"{row.status}: {row.why}" if row.why else row.status
+
+
+def _offer_sent(row: offers.OfferRow) -> str:
+    if not row.sent:
+        return ""  # queued: not sent yet
+    return f"{row.sent} (until {row.expires})" if row.expires else row.sent
+
+
 def offers_table(rows: list[offers.OfferRow]) -> None:
     if not rows:
         st.caption("No slot has been offered yet.")
         return
+    cells = {
+        "Slot (freed by)": [f"{r.slot} ({offers.FREED_BY.get(r.reason, r.reason)})" for r in rows],
+        "Provider": [r.provider for r in rows],
+        "Patient": [r.patient for r in rows],
+        "Service": [r.service for r in rows],
+        "Rank": [r.rank for r in rows],
+        "Offer": [_offer_state(r) for r in rows],
+        "Sent (holds until)": [_offer_sent(r) for r in rows],
+        "Sent as": [rules.MODE_LABELS.get(r.mode, "") for r in rows],
+    }
     show_table(
-        pd.DataFrame(
-            {
-                "Slot": [r.slot for r in rows],
-                "Provider": [r.provider for r in rows],
-                "Freed by": [offers.FREED_BY.get(r.reason, r.reason) for r in rows],
-                "Patient": [r.patient for r in rows],
-                "Service": [r.service for r in rows],
-                "Rank": [r.rank for r in rows],
-                "Offer": [r.status for r in rows],
-                "Why": [r.why for r in rows],
-                "Sent as": [rules.MODE_LABELS.get(r.mode, "") for r in rows],
-                "Sent": [r.sent for r in rows],
-                "Holds until": [r.expires for r in rows],
-            }
-        ),
+        pd.DataFrame(cells),
         hide_index=True,
         width="stretch",
+        column_config={
+            heading: st.column_config.Column(heading, width=width)
+            for heading, width in OFFER_WIDTHS.items()
+        },
         key="waitlist_offers_table",
+        row_height=OFFER_ROW_HEIGHT,
+        height=38 + min(len(rows), OFFERS_SHOWN) * OFFER_ROW_HEIGHT,  # heading and whole rows
     )
 
 

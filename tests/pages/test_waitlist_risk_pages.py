@@ -886,14 +886,72 @@ def test_the_offers_table_says_in_words_what_freed_each_time(app_as, app_db):
     database.dispose()
     manager = app_as("manager", "app_pages/waitlist.py", timeout=120)
     assert not manager.exception
-    offers_table = next(t for t in manager.dataframe if "Freed by" in t.value.columns)
-    assert sorted(offers_table.value["Freed by"]) == ["cancellation", "rest of a waitlist booking"]
-    assert list(offers_table.value["Why"]) == ["waiting for the patient's answer"] * 2
-    sent_as = dict(zip(offers_table.value["Freed by"], offers_table.value["Sent as"], strict=True))
+    offers_table = next(t for t in manager.dataframe if "Slot (freed by)" in t.value.columns)
+    freed = [re.search(r"\((.*)\)$", slot)[1] for slot in offers_table.value["Slot (freed by)"]]
+    assert sorted(freed) == ["cancellation", "rest of a waitlist booking"]
+    assert list(offers_table.value["Offer"]) == ["sent: waiting for the patient's answer"] * 2
+    sent_as = dict(zip(freed, offers_table.value["Sent as"], strict=True))
     assert sent_as == {
         "cancellation": "One at a time, with a hold",
         "rest of a waitlist booking": "Several at once, first to accept wins",
     }
+
+
+def test_the_offers_table_fits_beside_the_sidebar_at_1280_px(app_as, app_db):
+    """The Offers table had eleven columns of automatic width (about 1,520 px): in Chromium at
+    1280 px, where the main column is about 820 px, Why, Sent as, Sent and Holds until were
+    past its edge. It folds what reads together into one cell (the slot and what freed it,
+    the offer's state and why, when it was sent and how long it holds) and wraps cells in rows
+    of four lines, in widths that add up to at most 810 px, nothing left out."""
+    from db.models import OfferMode, Package, SlotOpening
+
+    database = _db(app_db)
+    start = utcnow().replace(microsecond=0) + timedelta(days=3)
+    sent = utcnow().replace(microsecond=0)
+    with database.write() as session:
+        today = utcnow().date()
+        package = session.scalars(select(Package).order_by(Package.id)).first()
+        wish = entries.Wish(1, 1, None, today, today + timedelta(days=10), package_id=package.id)
+        entry = entries.add_entry(session, SYSTEM, wish)
+        opening = SlotOpening(
+            clinic_id=1,
+            provider_id=1,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            reason="cancelled",
+        )
+        session.add(opening)
+        session.flush()
+        session.add(
+            WaitlistOffer(
+                opening_id=opening.id,
+                entry_id=entry.id,
+                patient_id=entry.patient_id,
+                rank=1,
+                start_at=start,
+                status=OfferStatus.SENT,
+                sent_at=sent,
+                expires_at=sent + timedelta(hours=2),
+                mode=OfferMode.ONE_AT_A_TIME,
+            )
+        )
+        clinic = session.get(Clinic, 1)
+        slot, at, until = (clinic_time(clinic, t) for t in (start, sent, sent + timedelta(hours=2)))
+    database.dispose()
+    manager = app_as("manager", "app_pages/waitlist.py", timeout=120)
+    assert not manager.exception
+    table = next(t for t in manager.dataframe if "Slot (freed by)" in t.value.columns)
+    [row] = table.value.to_dict("records")
+    assert row["Slot (freed by)"] == f"{slot} (cancellation)"
+    assert row["Offer"] == "sent: waiting for the patient's answer"
+    assert row["Sent (holds until)"] == f"{at} (until {until})"
+    assert row["Sent as"] == "One at a time, with a hold"
+    columns = json.loads(table.proto.columns)
+    widths = {name: column["width"] for name, column in columns.items() if "width" in column}
+    assert set(widths) == set(table.value.columns)  # every column has its width
+    assert sum(widths.values()) <= 810  # within the 818 px the table has at 1280 px
+    assert widths["Service"] >= 105  # a package's name: "(Consultation" on one line
+    assert table.proto.row_height >= 80  # four lines, wrapped (the grid: above 64 px)
 
 
 def test_booking_from_the_offer_link_says_when_in_the_clinics_time_not_an_id(app_db):
