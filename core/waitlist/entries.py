@@ -424,12 +424,16 @@ def bookable() -> ColumnElement[bool]:
 def unbookable(session: Session, entry: WaitlistEntry) -> str | None:
     """Why the entry can no longer be booked, in the staff list's words (its package or a
     service withdrawn, or its provider deactivated, while it waited), or None: such an entry
-    is offered nothing, and the list says what to do."""
+    is offered nothing, and the list says what to do, within the four lines of its cell: the
+    package's and the provider's names are beside it ("Dr Aisha Rahman is inactive; withdraw,
+    then add f…" was cut), a service of a package withdrawn is named. Its first part is a
+    withdrawn offer's why (offers)."""
     match stopped_by(session, entry):
         case ("treatment", names):
-            return f"None: {names} no longer offered; withdraw this entry"
-        case ("provider", name):
-            return f"None: {name} is inactive; withdraw, then add for any provider"
+            package = entry.package_id is not None and not entry.package.active
+            return f"None: {'package' if package else names} no longer offered; withdraw it"
+        case ("provider", _):
+            return "None: provider inactive; withdraw, add for any provider"
     return None
 
 
