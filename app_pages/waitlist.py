@@ -1,7 +1,6 @@
 """Waitlist: who waits for what (filters, age, current matches), adding a patient, the offers
 made for freed slots and their state, and the practice's offer rules."""
 
-import pandas as pd
 import streamlit as st
 
 from core.kernel.authz import Permission
@@ -11,12 +10,12 @@ from ui import actor, run_action
 from ui.caches import cached
 from ui.context import read
 from ui.front_desk import require
-from ui.text import show_table
 from ui.waitlist_views import (
     DONE,
     PAGE,
     add_entry_form,
     entries_pager,
+    entries_table,
     offers_table,
     rules_form,
 )
@@ -63,34 +62,6 @@ def _first_page():
     st.session_state[PAGE] = 0  # other filters: start again with the longest waiting
 
 
-# the table's headings in their order, and widths (px) that fit the wide layout beside the
-# sidebar at 1400 px (about 940 px: 1400 less the sidebar and the page margins); what a
-# manager offers by (matches, the first) comes before the wish's details, so it is within the
-# about 820 px the table has at 1280 px, not past its edge. A cell's text wraps in rows of four
-# lines (ROW_HEIGHT; the grid wraps only in rows taller than 64 px): a time of day says its
-# hours ("Early morning (before 9:00), Evening (after 17:00)", up to three of them at an en-GB
-# clinic, two at an en-US one), which one line of 80 px cut to "Early mornin"; names, the days
-# and the next match wrap to two lines, so Times of day has the width they gave up. Weekdays
-# holds every day's "MTWTFSS" and Service a package's name with its services ("Consultation
-# and blood test (Consultation + Blood test)": its longest word on one line), from the next
-# match (still two lines) and the note
-COLUMNS = {
-    "patient": "Patient",
-    "service": "Service",
-    "provider": "Provider",
-    "matches": "Matches",
-    "next_match": "Next match",
-    "days": "Days",
-    "weekdays": "Weekdays",
-    "windows": "Times of day",
-    "waiting_days": "Waiting (days)",
-    "note": "Note",
-    "source": "Source",
-}
-WIDTHS = dict(zip(COLUMNS.values(), (90, 115, 75, 60, 100, 80, 85, 145, 90, 65, 55), strict=True))
-ROW_HEIGHT = 80  # four lines of text
-SHOWN = 8  # rows the table shows before it scrolls (at the default height, four and a half)
-
 st.title("Waitlist")
 if done := st.session_state.pop(DONE, None):
     st.success(done, icon=":material/check_circle:")
@@ -126,19 +97,8 @@ total = _count(me, clinic_id, status, service_id, provider_id)
 pages = max(1, -(-total // entries.PAGE_SIZE))
 page = min(st.session_state.setdefault(PAGE, 0), pages - 1)  # fewer since: the last
 rows = _entries(me, clinic_id, status, service_id, provider_id, page)
-frame = pd.DataFrame([r.__dict__ for r in rows])
 if rows:
-    show_table(
-        frame[list(COLUMNS)].rename(columns=COLUMNS),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            label: st.column_config.Column(label, width=width) for label, width in WIDTHS.items()
-        },
-        key="waitlist_table",
-        row_height=ROW_HEIGHT,
-        height=38 + min(len(rows), SHOWN) * ROW_HEIGHT,  # the heading's row and whole rows
-    )  # a DataFrame shows typed notes as plain text
+    entries_table(rows, clinic_id)
     entries_pager(clinic_id, page, pages, len(rows), total)  # every entry can be reached
     leaving = st.selectbox(
         "Withdraw an entry",

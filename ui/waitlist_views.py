@@ -160,6 +160,78 @@ def entries_pager(clinic_id: int, page: int, pages: int, shown: int, total: int)
     )
 
 
+# the entries table within the about 820 px the main column has at 1280 px beside the sidebar
+# (eleven columns came to 960 px: Waiting, Note and Source past the edge, and past it at 1400
+# px too). What a manager offers by comes before the wish's details, and what reads together
+# shares a cell: how many free times fit and the first ("20 (first Mon, 7 Dec 2026, 09:00)", or
+# why none will, "None: …"); when the patient can come, their days, weekdays and times of day
+# ("30 Nov – 28 Dec 2026; MTWTFSS; Early morning (before 9:00), Afternoon (12:00–17:00),
+# Evening (after 17:00)": the days on a line of their own, then a time of day with its hours a
+# line, en-GB and en-US); how long they have waited and how they came ("12 days, added by
+# staff"). Cells wrap in rows of four lines (the grid wraps only in rows taller than 64 px);
+# Service holds a package's name with its services ("Consultation and blood test (Consultation
+# + Blood test)": its longest word on one line), names wrap to two lines. Widths in px
+ENTRY_WIDTHS = {
+    "Patient": 90,
+    "Service": 115,
+    "Provider": 75,
+    "Matches (first)": 120,
+    "When they can come": 230,
+    "Waiting": 75,
+    "Note": 110,
+}
+ENTRY_ROW_HEIGHT = 80  # four lines of text
+ENTRIES_SHOWN = 8  # rows the table shows before it scrolls (at the default height, four and a half)
+CAME = {  # an entry's source, in words
+    "staff": "added by staff",
+    "portal": "joined in the portal",
+    "request": "from a request",
+}
+
+
+def _entry_matches(row: entries.EntryRow, number) -> str:
+    """'20 (first Mon, 7 Dec 2026, 09:00)', '0', why none will be offered ('None: …'), or ''
+    for an entry no longer waiting."""
+    if row.matches is None:
+        return ""
+    if row.matches and row.next_match:
+        return f"{number(row.matches)} (first {row.next_match})"
+    return row.next_match or number(row.matches)
+
+
+def _entry_waiting(row: entries.EntryRow, number) -> str:
+    """'12 days, added by staff': how long the entry waits (or waited, once it stopped) and how
+    it came."""
+    days = f"{number(row.waiting_days)} day{'' if row.waiting_days == 1 else 's'}"
+    return f"{days}, {CAME.get(row.source, row.source)}"
+
+
+def entries_table(rows: list[entries.EntryRow], clinic_id: int) -> None:
+    """A page of waitlist entries, typed notes shown as plain text (a DataFrame)."""
+    number = display_format(clinic_id).number
+    cells = {
+        "Patient": [r.patient for r in rows],
+        "Service": [r.service for r in rows],
+        "Provider": [r.provider for r in rows],
+        "Matches (first)": [_entry_matches(r, number) for r in rows],
+        "When they can come": [f"{r.days}; {r.weekdays}; {r.windows}" for r in rows],
+        "Waiting": [_entry_waiting(r, number) for r in rows],
+        "Note": [r.note for r in rows],
+    }
+    show_table(
+        pd.DataFrame(cells),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            heading: st.column_config.Column(heading, width=width)
+            for heading, width in ENTRY_WIDTHS.items()
+        },
+        key="waitlist_table",
+        row_height=ENTRY_ROW_HEIGHT,
+        height=38 + min(len(rows), ENTRIES_SHOWN) * ENTRY_ROW_HEIGHT,  # heading and whole rows
+    )
+
+
 # the Offers table within the about 820 px the main column has at 1280 px beside the sidebar
 # (eleven columns of automatic width came to about 1,520 px: the why, the mode and the times
 # past the edge). What reads together shares a cell: the slot and what freed it, the offer's

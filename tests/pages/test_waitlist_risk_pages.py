@@ -119,19 +119,16 @@ def test_waitlist_page_lists_entries_and_shows_offers_to_managers(app_as, app_db
     [table] = staff.dataframe
     assert "**bold** <b>x</b>" in table.value["Note"].tolist()  # typed text shown as text
     headings = list(table.value.columns)
-    assert "Waiting (days)" in headings  # not "Waiting_Days"
+    assert "Waiting" in headings  # not "Waiting_Days"
     widths = {
         name: column["width"]
         for name, column in json.loads(table.proto.columns).items()
         if "width" in column
     }
-    assert set(widths) == set(headings) and sum(widths.values()) <= 960  # whole at 1400 px
+    assert set(widths) == set(headings) and sum(widths.values()) <= 815  # whole at 1280 px
     # what a manager offers by (whether a free time fits, and the first) comes before the
-    # wish's details, within the about 820 px the table has at 1280 px (they were its last
-    # two columns, past the edge at 1280 px)
-    shown = headings[: headings.index("Next match") + 1]
-    assert shown[:5] == ["Patient", "Service", "Provider", "Matches", "Next match"]
-    assert sum(widths[h] for h in shown) <= 800
+    # wish's details (they were the table's last two columns, past its edge at 1280 px)
+    assert headings[:4] == ["Patient", "Service", "Provider", "Matches (first)"]
     assert "Offers" not in [h.value for h in staff.subheader]
     statuses = staff.selectbox(key="waitlist_status").options
     assert statuses == ["Waiting", "Booked", "Withdrawn", "Expired"]  # words, not stored values
@@ -144,8 +141,8 @@ def test_the_waitlists_times_of_day_wrap_in_a_column_wide_enough_to_read(app_as,
     """A time of day says its hours now ('Early morning (before 9:00), Evening (after 17:00)'):
     in one line of 80 px Chromium at 1280 px showed 'Early mornin'. The grid wraps a cell's
     text in rows taller than 64 px: rows of four lines, and Times of day 145 px wide, hold
-    three times of day at an en-GB clinic (seen in Chromium), the table still within 960 px
-    (names, days and the next match wrap to two lines instead)."""
+    three times of day at an en-GB clinic (seen in Chromium); they share a cell 230 px wide with
+    the days and weekdays now (a line each, the days one), the table within 815 px."""
     database = _db(app_db)
     with database.write() as session:
         today = utcnow().date()
@@ -156,22 +153,21 @@ def test_the_waitlists_times_of_day_wrap_in_a_column_wide_enough_to_read(app_as,
     staff = app_as("staff", "app_pages/waitlist.py", timeout=120)
     assert not staff.exception
     [table] = staff.dataframe
-    assert table.value["Times of day"].tolist() == [
-        "Early morning (before 9:00), Evening (after 17:00)"
-    ]
+    [when] = table.value["When they can come"].tolist()
+    assert when.endswith("; MTWTF··; Early morning (before 9:00), Evening (after 17:00)")
     columns = json.loads(table.proto.columns)
     widths = {name: column["width"] for name, column in columns.items() if "width" in column}
     assert table.proto.row_height >= 80  # four lines, wrapped (the grid: above 64 px)
-    assert widths["Times of day"] >= 145 and sum(widths.values()) <= 960
-    assert min(widths.values()) >= 55  # every heading whole ("Source", the narrowest)
+    assert widths["When they can come"] >= 230 and sum(widths.values()) <= 815
+    assert min(widths.values()) >= 75  # every heading whole ("Provider", "Waiting")
 
 
 def test_the_waitlists_weekdays_and_package_names_read_whole(app_as, app_db):
     """In Chromium at 1280 px the Weekdays cell showed 'MTWTFS' of every day's 'MTWTFSS' (75
     px), and a package's name 'Consultation and blood test (Consultation + Blood test)' was cut
     at '(Consultatio' (95 px: its longest word did not fit a line). Weekdays 85 px and Service
-    115 px read them whole in four lines (seen), the table still within 960 px (the next match
-    gave up 20 px and still wraps to two lines, the provider 5, the note 5)."""
+    115 px read them whole in four lines (seen); the weekdays share a cell with the days and
+    times of day now, the table within 815 px."""
     from db.models import Package
 
     database = _db(app_db)
@@ -187,12 +183,61 @@ def test_the_waitlists_weekdays_and_package_names_read_whole(app_as, app_db):
     staff = app_as("staff", "app_pages/waitlist.py", timeout=120)
     assert not staff.exception
     [table] = staff.dataframe
-    assert table.value["Weekdays"].tolist() == ["MTWTFSS"]
+    assert table.value["When they can come"].tolist()[0].endswith("; MTWTFSS; any time")
     assert table.value["Service"].tolist()[0].startswith(name + " (")
     columns = json.loads(table.proto.columns)
     widths = {name: column["width"] for name, column in columns.items() if "width" in column}
-    assert widths["Weekdays"] >= 85 and widths["Service"] >= 115
-    assert sum(widths.values()) <= 960 and table.proto.row_height >= 80
+    assert widths["Service"] >= 115
+    assert sum(widths.values()) <= 815 and table.proto.row_height >= 80
+
+
+def test_the_waitlists_entries_fit_beside_the_sidebar_at_1280_px(app_as, app_db):
+    """At 1280 px the main column is about 820 px and the entries table was 960 px: Waiting
+    (days), Note and Source were past its edge. What reads together shares a cell now: the
+    matches and the first ('20 (first Mon, 7 Dec 2026, 09:00)', or why none will be offered),
+    when the patient can come (days; weekdays; times of day), how long they have waited and
+    how they came ('0 days, added by staff', not 'staff'), in widths of 815 px with every
+    heading whole (seen in Chromium at 1280 and 1400 px), nothing left out."""
+    database = _db(app_db)
+    with database.write() as session:
+        today = utcnow().date()
+        wish = entries.Wish(1, 1, 1, today, today + timedelta(days=10), note="ground floor")
+        entries.add_entry(session, SYSTEM, replace(wish, weekdays=tuple(range(7))))
+        provider = session.scalars(select(Provider).order_by(Provider.id)).first()
+        entries.add_entry(session, SYSTEM, replace(wish, patient_id=2, provider_id=provider.id))
+        provider.active = False
+        inactive = provider.name
+    database.dispose()
+    staff = app_as("staff", "app_pages/waitlist.py", timeout=120)
+    assert not staff.exception
+    [table] = staff.dataframe
+    headings = list(table.value.columns)
+    assert headings == [
+        "Patient",
+        "Service",
+        "Provider",
+        "Matches (first)",
+        "When they can come",
+        "Waiting",
+        "Note",
+    ]
+    widths = {
+        name: column["width"]
+        for name, column in json.loads(table.proto.columns).items()
+        if "width" in column
+    }
+    assert set(widths) == set(headings) and sum(widths.values()) <= 815
+    assert min(widths.values()) >= 75  # every heading whole
+    rows = {r["Provider"]: r for r in table.value.to_dict("records")}
+    assert re.fullmatch(r"\d+ \(first \w{3}, .+\)", rows["any"]["Matches (first)"])
+    assert rows["any"]["When they can come"].endswith("; MTWTFSS; any time")
+    assert (rows["any"]["Waiting"], rows["any"]["Note"]) == (
+        "0 days, added by staff",
+        "ground floor",
+    )
+    assert rows[inactive]["Matches (first)"] == (
+        "None: provider inactive; withdraw, add for any provider"
+    )
 
 
 def test_call_list_shows_high_risk_visits(app_as, app_db):
@@ -544,8 +589,7 @@ def test_a_patient_no_offer_can_reach_is_added_with_a_warning_and_listed_as_such
     assert not at.exception and not at.error, [e.value for e in at.error]
     table = at.dataframe[0].value
     row = table[table["Patient"] == name].iloc[0]
-    assert row["Matches"] == 0
-    assert row["Next match"].startswith("None: cannot be reached (no consent to email;")
+    assert row["Matches (first)"].startswith("None: cannot be reached (no consent to email;")
 
 
 def test_adding_to_the_waitlist_without_a_patient_on_file_says_what_to_do(app_as, app_db):
