@@ -218,17 +218,21 @@ def entries_table(rows: list[entries.EntryRow], clinic_id: int) -> None:
         "Waiting": [_entry_waiting(r, number) for r in rows],
         "Note": [r.note for r in rows],
     }
+    _wrapped(cells, ENTRY_WIDTHS, ENTRY_ROW_HEIGHT, ENTRIES_SHOWN, key="waitlist_table")
+
+
+def _wrapped(cells: dict, widths: dict[str, int], row_height: int, shown: int, *, key: str) -> None:
+    """A table of set column widths whose cells wrap in rows `row_height` px tall, as tall as
+    its heading and `shown` whole rows (then it scrolls); typed text shown as plain text."""
+    rows = len(next(iter(cells.values())))
     show_table(
         pd.DataFrame(cells),
         hide_index=True,
         width="stretch",
-        column_config={
-            heading: st.column_config.Column(heading, width=width)
-            for heading, width in ENTRY_WIDTHS.items()
-        },
-        key="waitlist_table",
-        row_height=ENTRY_ROW_HEIGHT,
-        height=38 + min(len(rows), ENTRIES_SHOWN) * ENTRY_ROW_HEIGHT,  # heading and whole rows
+        column_config={h: st.column_config.Column(h, width=w) for h, w in widths.items()},
+        key=key,
+        row_height=row_height,
+        height=38 + min(rows, shown) * row_height,
     )
 
 
@@ -277,18 +281,7 @@ def offers_table(rows: list[offers.OfferRow]) -> None:
         "Sent (holds until)": [_offer_sent(r) for r in rows],
         "Sent as": [rules.MODE_LABELS.get(r.mode, "") for r in rows],
     }
-    show_table(
-        pd.DataFrame(cells),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            heading: st.column_config.Column(heading, width=width)
-            for heading, width in OFFER_WIDTHS.items()
-        },
-        key="waitlist_offers_table",
-        row_height=OFFER_ROW_HEIGHT,
-        height=38 + min(len(rows), OFFERS_SHOWN) * OFFER_ROW_HEIGHT,  # heading and whole rows
-    )
+    _wrapped(cells, OFFER_WIDTHS, OFFER_ROW_HEIGHT, OFFERS_SHOWN, key="waitlist_offers_table")
 
 
 def rules_form(current: rules.Rules) -> None:
