@@ -182,5 +182,5 @@ def test_the_patient_signs_in_pays_answers_and_cancels_and_staff_see_the_payment
     table = staff.get_by_test_id("stTable")
     expect(table).to_contain_text("prepayment", timeout=30000)
     expect(table).to_contain_text("Points")
-    expect(table).to_contain_text("refunded")
+    expect(table).to_contain_text("given back")  # the status in words (prepay.STATUS_WORDS)
     expect(table).to_contain_text(str(points_needed))
