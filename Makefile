@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 PORT ?= 8501
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: run venv migrate demo test system-packages test-unit test-integration test-pages test-e2e bench chromium-desktop lint format check-migrations collect-tests chromium postgres clean
+.PHONY: run venv migrate demo test system-packages test-unit test-integration test-pages test-e2e bench chromium-desktop lint format check-migrations chromium postgres clean
 
 venv: $(STAMP)
 
@@ -45,10 +45,6 @@ system-packages:
 
 # Set-up in parallel where it can be: the virtualenv beside Debian's packages, then the lint
 # and the migration check beside the template databases' build (tests/support/templates.py).
-# Beside them, one collection of the tests (collect-tests) writes pytest's rewritten test modules
-# and the app's bytecode once: the three workers then read them, instead of each rewriting and
-# compiling the same 190 modules at once (in a fresh clone, 23 s of CPU a worker cold against
-# 8 s warm; 7 Dec 2026).
 # Then one run, tests handed out one by one to three workers on the two cores: the browser
 # tests' waits (servers starting, pages settling, mail arriving) are filled with the others'
 # work (two workers left a third of the CPU idle: 602 s against 552 s of pytest on 6 Dec 2026);
@@ -62,7 +58,7 @@ test:
 	templates=$$scratch/templates && mkdir $$templates && export TMPDIR=$$scratch && \
 	export CLINICDESK_TEST_TEMPLATES=$$templates OMP_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE= && \
 	{ $(BIN)/python -m tests.support.templates $$templates & } && \
-	$(MAKE) --no-print-directory -j 3 lint check-migrations collect-tests && \
+	$(MAKE) --no-print-directory -j 2 lint check-migrations && \
 	$(PYTEST) -n 3 --dist load tests
 
 # One layer at a time, with its throwaway files in a scratch folder as above.
@@ -91,9 +87,6 @@ format: venv
 
 check-migrations: venv
 	$(BIN)/python -m db.check_migrations
-
-collect-tests: venv
-	@$(PYTEST) --collect-only -q tests > /dev/null
 
 bench: venv chromium-desktop
 	$(BIN)/python -m bench.run
