@@ -10,10 +10,11 @@ from core.kernel.authz import Permission
 from core.kernel.money import minor_digits, to_major
 from core.payments import points, rules
 from ui import actor, refresh, run_action
+from ui.booking_form import patient_picker
 from ui.caches import cached
 from ui.context import forget_if_saved, mark_saved, read
 from ui.folds import fold
-from ui.locale import display_format, in_currency
+from ui.locale import date_picker, display_format, in_currency
 from ui.setup_forms import overview, prices
 from ui.text import escape, show_table
 
@@ -135,14 +136,24 @@ if box := fold("Adjust a patient's points", "payments_points_open"):
     # points adjusted, the reason leaves its box: a second press (the toast went unseen) asks
     # for a reason instead of adding the points again
     forget_if_saved("payments_points", {"reason": ""})
-    with box, st.form("payments_points_form"):
-        a, b = st.columns(2)
-        who = a.number_input("Patient #", min_value=1, step=1, key="payments_points_patient")
-        change = b.number_input("Points (negative to remove)", step=5, value=10, key="payments_pts")
-        why = st.text_input("Reason (the patient reads it on their Points tab)", key=REASON)
-        if st.form_submit_button("Adjust points"):
-            done = run_action(points.adjust_points, int(who), int(change), why)
-            if done:
-                st.toast(escape(points.adjusted_text(done.value, int(change))))
-                mark_saved("payments_points")
-                refresh()
+    with box:
+        # the patient found by name, phone or email and chosen, as on the waitlist's add form
+        # (a typed number gave another patient's points for a wrong digit)
+        who, _, _, _ = patient_picker(
+            me, "payments_points", date_picker(practice.locale), new=False
+        )
+        with st.form("payments_points_form"):
+            change = st.number_input(
+                "Points (negative to remove)", step=5, value=10, key="payments_pts"
+            )
+            why = st.text_input("Reason (the patient reads it on their Points tab)", key=REASON)
+            if st.form_submit_button("Adjust points"):
+                done = None
+                if who is None:
+                    st.error("Choose the patient first: search by name, phone or email above.")
+                else:
+                    done = run_action(points.adjust_points, int(who), int(change), why)
+                if done:
+                    st.toast(escape(points.adjusted_text(done.value, int(change))))
+                    mark_saved("payments_points")
+                    refresh()

@@ -687,14 +687,24 @@ def test_points_adjusted_here_empty_the_reason_so_a_second_press_adds_nothing(
         load_settings({"DATABASE_URL": app_db, "CLINICDESK_SECRET_KEY": "k" * 40})
     )
     with database.read() as session:
-        patient_id = session.scalars(
-            Patient.__table__.select().with_only_columns(Patient.id)
-        ).first()
-        before = session.get(Patient, patient_id).points_balance
+        patient = session.scalars(
+            select(Patient).where(Patient.email.is_not(None)).order_by(Patient.id).limit(1)
+        ).one()
+        patient_id, email, before = patient.id, patient.email, patient.points_balance
     at = app_as("manager", "app_pages/payments.py")
     at.session_state["payments_points_open"] = True  # a click on the fold
     at.run()
-    at.number_input(key="payments_points_patient").set_value(patient_id)
+    # the patient is found and chosen, not typed as a number (a wrong digit was another
+    # patient's points)
+    assert not any(n.key == "payments_points_patient" for n in at.number_input)
+    at.number_input(key="payments_pts").set_value(25)
+    at.text_input(key="payments_points_reason").input("Goodwill after a late start")
+    at.button(key="FormSubmitter:payments_points_form-Adjust points").click().run()
+    assert [e.value for e in at.error] == [
+        "Choose the patient first: search by name, phone or email above."
+    ]
+    at.text_input(key="payments_points_search").input(email).run()
+    at.selectbox(key="payments_points_patient").select_index(0).run()
     at.number_input(key="payments_pts").set_value(25)
     at.text_input(key="payments_points_reason").input("Goodwill after a late start")
     at.button(key="FormSubmitter:payments_points_form-Adjust points").click().run()
