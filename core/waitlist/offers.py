@@ -8,6 +8,7 @@ booking and one "just taken" (on PostgreSQL the row lock, on SQLite the serialis
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -582,14 +583,10 @@ def offer_slot(
     session.add(opening)
     session.flush()
     rules = get_rules(session)
-    already = _in_line(session, opening)  # queued before: an offer quiet hours held
+    already = _in_line(session, opening)[OfferStatus.QUEUED]  # an offer quiet hours held
     count = open_offers(session, opening, rules, now, base_url)
-    sent = session.scalar(
-        select(func.count())
-        .select_from(WaitlistOffer)
-        .where(WaitlistOffer.opening_id == opening.id, WaitlistOffer.status == OfferStatus.SENT)
-    )
-    matched = sent + _in_line(session, opening)  # the line as it stands, not only the new
+    line = _in_line(session, opening)  # as it stands now, not only the new
+    sent, matched = line[OfferStatus.SENT], line[OfferStatus.SENT] + line[OfferStatus.QUEUED]
     audit.record(
         session,
         actor,
@@ -653,12 +650,19 @@ def _not_offerable(session: Session, opening: SlotOpening, rules: Rules, now: da
     return ". ".join(said)
 
 
-def _in_line(session: Session, opening: SlotOpening) -> int:
-    """How many of the opening's offers are queued, not sent yet."""
-    return session.scalar(
-        select(func.count())
-        .select_from(WaitlistOffer)
-        .where(WaitlistOffer.opening_id == opening.id, WaitlistOffer.status == OfferStatus.QUEUED)
+def _in_line(session: Session, opening: SlotOpening) -> Counter[OfferStatus]:
+    """The opening's offers queued and sent, counted by status in one read."""
+    return Counter(
+        dict(
+            session.execute(
+                select(WaitlistOffer.status, func.count())
+                .where(
+                    WaitlistOffer.opening_id == opening.id,
+                    WaitlistOffer.status.in_((OfferStatus.QUEUED, OfferStatus.SENT)),
+                )
+                .group_by(WaitlistOffer.status)
+            ).all()
+        )
     )
 
 
