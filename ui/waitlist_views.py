@@ -182,11 +182,6 @@ ENTRY_WIDTHS = {
 }
 ENTRY_ROW_HEIGHT = 80  # four lines of text
 ENTRIES_SHOWN = 8  # rows the table shows before it scrolls (at the default height, four and a half)
-CAME = {  # an entry's source, in words
-    "staff": "added by staff",
-    "portal": "joined in the portal",
-    "request": "from a request",
-}
 
 
 def _entry_matches(row: entries.EntryRow, number) -> str:
@@ -203,7 +198,7 @@ def _entry_waiting(row: entries.EntryRow, number) -> str:
     """'12 days, added by staff': how long the entry waits (or waited, once it stopped) and how
     it came."""
     days = f"{number(row.waiting_days)} day{'' if row.waiting_days == 1 else 's'}"
-    return f"{days}, {CAME.get(row.source, row.source)}"
+    return f"{days}, {entries.SOURCE_WORDS.get(row.source, row.source)}"
 
 
 def entries_table(rows: list[entries.EntryRow], clinic_id: int) -> None:

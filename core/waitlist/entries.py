@@ -502,6 +502,14 @@ def fits(entry: WaitlistEntry, start: datetime, end: datetime, tz: str) -> bool:
     return False
 
 
+# how an entry came, as the desk reads it (EntryRow.source is the stored value)
+SOURCE_WORDS = {
+    "staff": "added by staff",
+    "portal": "joined in the portal",
+    "request": "from a request",
+}
+
+
 @dataclass(frozen=True)
 class EntryRow:
     id: int
