@@ -749,18 +749,23 @@ def test_an_offer_by_hand_in_quiet_hours_is_sent_when_they_end_and_the_manager_i
         )
         assert sorted(mine) == [OfferStatus.QUEUED, OfferStatus.SENT]
     with db.write() as session:  # out of quiet hours the manager is told who got it
-        done = offers.offer_slot(
-            session,
-            world.manager,
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            start_at=at(day, 15),
-            end_at=at(day, 16),
-            base_url=BASE,
-        )
+        done = offer_by_hand(session, world, at(day, 15), at(day, 16))
     assert (
         done.message()
         == "Offer sent to 1 patient; 1 more in line after them (see the Waitlist page)."
+    )
+
+
+def offer_by_hand(session, world, start, end):
+    """The manager offers the world's provider's time `start`..`end` by hand."""
+    return offers.offer_slot(
+        session,
+        world.manager,
+        clinic_id=world.clinic_id,
+        provider_id=world.provider_id,
+        start_at=start,
+        end_at=end,
+        base_url=BASE,
     )
 
 
@@ -787,15 +792,7 @@ def test_offering_by_hand_a_time_whose_offer_waits_for_quiet_hours_says_so(db, w
     _hours_added(db, world, day, 18, 20)
     waiting(db, world, day, name="Ann", latest=day)  # not the next weeks' added hours
     with db.write() as session:
-        first = offers.offer_slot(
-            session,
-            world.manager,
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            start_at=at(day, 18),
-            end_at=at(day, 20),
-            base_url=BASE,
-        )
+        first = offer_by_hand(session, world, at(day, 18), at(day, 20))
     assert (first.matched, first.sent) == (1, 0)
     appointment_id = booked(db, world, day, 19)
     cancel(db, world, appointment_id)
@@ -1491,15 +1488,7 @@ def test_a_time_is_offered_only_for_what_its_provider_performs(db, world):
                 ),
             )
     with db.write() as session:  # an hour: long enough for the package too
-        offers.offer_slot(
-            session,
-            world.manager,
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            start_at=at(day, 10),
-            end_at=at(day, 11),
-            base_url=BASE,
-        )
+        offer_by_hand(session, world, at(day, 10), at(day, 11))
     # Consultation alone, or with a Peel in the package: not this provider's; the Peel is
     assert sent_to(db, "waitlist_offer") == ["ann@example.org"]
     with db.read() as session:
@@ -2336,15 +2325,7 @@ def test_offering_by_hand_a_time_within_the_minimum_notice_says_so(db, world):
     waiting(db, world, day + timedelta(days=1), name="Ann")
     start = now.replace(second=0, microsecond=0) + timedelta(minutes=90)
     with db.write() as session, pytest.raises(ValidationError) as refused:
-        offers.offer_slot(
-            session,
-            world.manager,
-            clinic_id=world.clinic_id,
-            provider_id=world.provider_id,
-            start_at=start,
-            end_at=start + timedelta(minutes=30),
-            base_url=BASE,
-        )
+        offer_by_hand(session, world, start, start + timedelta(minutes=30))
     assert "within the minimum notice of 120 minutes" in str(refused.value)
     assert "Offer rules" in str(refused.value)
 
